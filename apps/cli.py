@@ -1,0 +1,129 @@
+"""The `smop-edge` command line. Subcommands import their heavy parts lazily, so that commands on
+the runtime path never import torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from smop_edge.runtime.errors import SmopEdgeError
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from smop_edge.models.checkpoint import load_overrides
+
+    flags = {
+        "audio_compression.rate": args.audio_rate,
+        "video_compression.rate": args.video_rate,
+        "projector.top_k": args.top_k,
+        "tasks": args.tasks.split(",") if args.tasks else None,
+        "video_encoder.layer_norm_first": False if args.video_post_ln else None,
+    }
+    return load_overrides(args.config, flags)
+
+
+def _add_override_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("values a checkpoint's shapes cannot tell (override zoo/defaults)")
+    g.add_argument("--config", metavar="JSON", help="sidecar with any config fields, e.g. {\"llm\": {\"heads\": 16}}")
+    g.add_argument("--audio-rate", type=int, help="audio avg-pool rate (default: zoo, else 4)")
+    g.add_argument("--video-rate", type=int, help="video avg-pool rate (default: zoo, else 2)")
+    g.add_argument("--top-k", type=int, help="experts per token for SMoP (default: zoo, else 2)")
+    g.add_argument("--tasks", help="comma-separated tasks the model supports (asr,vsr,avsr)")
+    g.add_argument("--video-post-ln", action="store_true", help="AV-HuBERT is post-LN (Base-style)")
+
+
+# ---- inspect ----------------------------------------------------------------------------------------
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from smop_edge.models.checkpoint import analyze
+    from smop_edge.models.inspection import summarize, render_text
+
+    loaded = analyze(args.checkpoint, _overrides(args))
+    summary = summarize(loaded, args.tokenizer)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(render_text(summary))
+    if not loaded.report.ok:
+        print(f"smop-edge: error: checkpoint keys do not fit the model: {loaded.report.describe()}",
+              file=sys.stderr)
+        return 3
+    return 0
+
+
+# ---- init -------------------------------------------------------------------------------------------
+def cmd_init(args: argparse.Namespace) -> int:
+    from smop_edge.models import zoo
+    from smop_edge.models.checkpoint import random_init, save_checkpoint
+    from smop_edge.models.tokenizer_builder import train_base_tokenizer
+    import torch
+
+    config = zoo.get(args.zoo)
+    for out in (args.out, args.tokenizer_out):
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+    if args.tokenizer_out:
+        tok = train_base_tokenizer(vocab_size=args.vocab)
+        tok.save(args.tokenizer_out)
+        config.llm.vocab = tok.get_vocab_size(with_added_tokens=True) + len(config.tokens.added)
+    model = random_init(config, args.seed)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    save_checkpoint(model, args.out, lightning=args.out.endswith(".ckpt"), dtype=dtype)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.out}: {config.name}, {n:,} parameters ({args.dtype}), random weights")
+    if args.tokenizer_out:
+        print(f"wrote {args.tokenizer_out}: base tokenizer, {config.llm.vocab - 5} tokens")
+    return 0
+
+
+# ---- main -------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smop-edge", description="Llama-SMoP / Llama-AVSR on edge devices.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="show a checkpoint's inferred configuration, sizes and key report",
+                       description="Infer a checkpoint's configuration from its shapes (zoo match, "
+                                   "defaults, overrides) and check its keys strictly.")
+    p.add_argument("checkpoint", help=".pth / Lightning .ckpt / .safetensors")
+    p.add_argument("--tokenizer", metavar="JSON", help="the base LLM's tokenizer.json to check against the model")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_override_flags(p)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("init", help="write a randomly initialised checkpoint of a zoo configuration",
+                       description="Random weights with the official key names: for tests, demos and "
+                                   "benchmarks at real scale. Not a trained model.")
+    p.add_argument("zoo", help="zoo entry, e.g. tiny-jejr or smop-1b-jejr")
+    p.add_argument("--out", required=True, help="output file (.pth, .ckpt for Lightning style, .safetensors)")
+    p.add_argument("--tokenizer-out", metavar="JSON", help="also train a small base tokenizer and size "
+                   "the vocabulary to it (tiny configurations)")
+    p.add_argument("--vocab", type=int, default=320, help="target base vocabulary for --tokenizer-out")
+    p.add_argument("--dtype", choices=["bf16", "fp32"], default="fp32")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_init)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SmopEdgeError as exc:
+        print(f"smop-edge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("smop-edge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback for users; SMOP_EDGE_DEBUG=1 shows it
+        if os.environ.get("SMOP_EDGE_DEBUG"):
+            raise
+        print(f"smop-edge: internal error: {type(exc).__name__}: {exc} (SMOP_EDGE_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

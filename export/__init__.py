@@ -1,0 +1,1 @@
+"""PyTorch to ONNX / OpenVINO bundles (needs the `export` extra)."""

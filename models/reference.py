@@ -1,0 +1,135 @@
+"""Faithful PyTorch reference inference: waveform and/or mouth crops -> text.
+
+The oracle every exported graph is compared with, and a fair CPU baseline (KV cache, no prefix
+recomputation). Audio features come from `runtime.features`, decoding from `runtime.decoding`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from smop_edge.runtime import features
+from smop_edge.runtime.decoding import DecodingOptions, decode
+from smop_edge.runtime.errors import UnsuitableInputError, UsageError
+from smop_edge.runtime.prompt import TASK_MODALITIES, SpecialIds, prefix_segments
+from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
+
+from .llama_smop import LlamaSMoP
+
+AUDIO_MODES = ("faithful", "fast")
+
+
+@dataclass
+class Transcript:
+    text: str
+    tokens: list[int]
+    task: str
+    prefix_length: int = 0
+    routing: list = field(default_factory=list, repr=False)
+
+
+class TorchStepper:
+    """`runtime.decoding.Stepper` over transformers' Llama with a DynamicCache."""
+
+    def __init__(self, llm, prefix: torch.Tensor) -> None:
+        self.llm, self.prefix, self.cache = llm, prefix, DynamicCache()
+
+    @torch.inference_mode()
+    def prefill(self) -> np.ndarray:
+        out = self.llm(inputs_embeds=self.prefix, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        self.cache = out.past_key_values
+        return out.logits[0, -1].float().numpy()
+
+    @torch.inference_mode()
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[:, None]
+        out = self.llm(input_ids=ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        self.cache = out.past_key_values
+        return out.logits[:, -1].float().numpy()
+
+    def select(self, rows: np.ndarray) -> None:
+        self.cache.reorder_cache(torch.from_numpy(np.asarray(rows, dtype=np.int64)))
+
+
+class ReferenceRecognizer:
+    """The faithful model behind a small `transcribe` API (batch of one utterance)."""
+
+    def __init__(self, model: LlamaSMoP, tokenizer: TextTokenizer, audio_mode: str = "faithful") -> None:
+        if audio_mode not in AUDIO_MODES:
+            raise UsageError(f"unknown audio mode {audio_mode!r} (choose from {', '.join(AUDIO_MODES)})")
+        self.model, self.tokenizer, self.audio_mode = model.eval(), tokenizer, audio_mode
+        cfg = model.cfg
+        if tokenizer.vocab_size != cfg.llm.vocab:
+            raise UsageError(f"tokenizer has {tokenizer.vocab_size} tokens, model {cfg.llm.vocab}")
+        self.ids = SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, tokenizer: str | Path, overrides: dict | None = None,
+                        audio_mode: str = "faithful") -> "ReferenceRecognizer":
+        from .checkpoint import load_model
+
+        model, _ = load_model(checkpoint, overrides)
+        return cls(model, load_tokenizer(tokenizer, expected_size=model.cfg.llm.vocab), audio_mode)
+
+    def pick_task(self, has_audio: bool, has_video: bool, task: str | None) -> str:
+        tasks = self.model.cfg.tasks
+        if task is None:
+            preference = [t for t in ("avsr", "asr", "vsr") if t in tasks]
+            usable = [t for t in preference if all({"audio": has_audio, "video": has_video}[m]
+                                                   for m in TASK_MODALITIES[t])]
+            if not usable:
+                raise UnsuitableInputError(f"the model supports {', '.join(tasks)}, which the input "
+                                           f"(audio: {has_audio}, video: {has_video}) cannot feed")
+            return usable[0]
+        if task not in tasks:
+            raise UnsuitableInputError(f"the model supports {', '.join(tasks)}, not {task}")
+        return task
+
+    @torch.inference_mode()
+    def encode(self, audio: np.ndarray | None, frames: np.ndarray | None, task: str):
+        """Run encoders, compression and projector; returns (audio tokens, video tokens, routings)."""
+        m = self.model
+        need = TASK_MODALITIES[task]
+        dtype = next(m.parameters()).dtype
+        a = v = None
+        if "video" in need:
+            if frames is None:
+                raise UnsuitableInputError(f"task {task} needs mouth frames")
+            frames = np.asarray(frames, dtype=np.float32)
+            if frames.ndim != 3:
+                raise UsageError(f"mouth frames must be [T, H, W], got shape {frames.shape}")
+            v = m.encode_video(torch.from_numpy(frames)[None].to(dtype))
+        if "audio" in need:
+            if audio is None:
+                raise UnsuitableInputError(f"task {task} needs audio")
+            audio = np.asarray(audio, dtype=np.float32)
+            if "video" in need:  # align: 640 samples per video frame
+                n = frames.shape[0] * features.SAMPLES_PER_VIDEO_FRAME
+                audio = np.pad(audio[:n], (0, max(0, n - len(audio))))
+            faithful = self.audio_mode == "faithful"
+            if faithful and len(audio) > features.N_SAMPLES_30S:
+                raise UsageError("faithful mode takes at most 30 s of audio; split longer input")
+            mel = features.log_mel(features.normalize_waveform(audio), m.cfg.audio_encoder.mel_bins, faithful)
+            if not faithful:
+                min_frames = 2 * features.MIN_ENCODER_FRAMES
+                mel = np.pad(mel, ((0, 0), (0, max(0, min_frames - mel.shape[1]))))
+            keep = features.kept_encoder_frames(len(audio))
+            a = m.encode_audio(torch.from_numpy(mel)[None].to(dtype), keep, faithful)
+        return m.project(a, v)
+
+    @torch.inference_mode()
+    def transcribe(self, audio: np.ndarray | None = None, frames: np.ndarray | None = None,
+                   task: str | None = None, options: DecodingOptions | None = None) -> Transcript:
+        """16 kHz mono `audio` and/or normalised 88x88 mouth `frames` [T, 88, 88] -> Transcript."""
+        options = options or DecodingOptions()
+        task = self.pick_task(audio is not None, frames is not None, task)
+        a, v, routing = self.encode(audio, frames, task)
+        prompt = self.tokenizer.encode(self.model.cfg.tokens.prompts[task])
+        prefix = self.model.assemble_prefix(prefix_segments(task, self.ids, prompt), a, v)
+        tokens = decode(TorchStepper(self.model.llm, prefix), {self.ids.eos}, options)
+        return Transcript(self.tokenizer.decode(tokens), tokens, task, prefix.shape[1], routing)

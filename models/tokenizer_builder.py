@@ -1,0 +1,35 @@
+"""Train a small byte-level BPE tokenizer shaped like a Llama 3 base tokenizer (BOS/EOS specials,
+no AVSR tokens yet), for tests, random-init checkpoints and the demo model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from smop_edge.runtime.errors import UsageError
+
+from .config import TokensConfig
+
+SAMPLE_TEXT = [
+    "transcribe speech to text.", "transcribe video to text.", "transcribe speech and video to text.",
+    "zero one two three four five six seven eight nine oh",
+    "a b c d e f g h i j k l m n o p q r s t u v w x y z",
+    "the quick brown fox jumps over the lazy dog",
+]
+
+
+def train_base_tokenizer(texts: Iterable[str] = SAMPLE_TEXT, vocab_size: int = 320,
+                         tokens: TokensConfig | None = None) -> Tokenizer:
+    """A base tokenizer whose specials are the config's BOS and EOS; its size may be below
+    `vocab_size` when the texts hold fewer merges."""
+    tokens = tokens or TokensConfig()
+    if vocab_size < 258:
+        raise UsageError("a byte-level BPE tokenizer needs vocab_size >= 258")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[tokens.bos, tokens.eos],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(list(texts), trainer)
+    return tok

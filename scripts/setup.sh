@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian machine: system packages, then .venv at the repo root with the
+# toolkit installed in editable mode (runtime + export + dev extras). Re-runs skip what is done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox ffmpeg
+              libportaudio2)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ] && [ -z "${SMOP_EDGE_SKIP_APT:-}" ]; then
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+stamp=.venv/.smop-edge-installed
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: installing Python packages into .venv (first run takes several minutes)" >&2
+    .venv/bin/python -m pip install -q --upgrade pip
+    # torch==2.13.0 is pinned in the [export] extra; see the README for getting the CPU wheel elsewhere.
+    .venv/bin/python -m pip install -q -e ".[export,dev]"
+    echo "$want" > "$stamp"
+fi
