@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from smop_edge.runtime.errors import SmopEdgeError
+from smop_edge.runtime.errors import SmopEdgeError, UsageError
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,6 +79,66 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- export / verify ---------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    from smop_edge.export.bundle import ExportOptions, export_bundle
+    from smop_edge.runtime.tokenizer import load_tokenizer
+
+    options = ExportOptions(format=args.format, experts=args.experts, llm=args.llm, encoders=args.encoders,
+                            audio_mode=args.audio_mode, static=args.static, force=args.force)
+    options.validate()
+    if not args.tokenizer:
+        raise UsageError("--tokenizer is required: the base LLM's tokenizer.json")
+    if args.random_init:
+        from smop_edge.models import zoo
+        from smop_edge.models.checkpoint import random_init
+
+        config = zoo.get(args.checkpoint)
+        tokenizer = load_tokenizer(args.tokenizer)
+        config.llm.vocab = tokenizer.vocab_size
+        model = random_init(config, args.seed)
+        source = {"zoo": args.checkpoint, "random_init": True, "seed": args.seed}
+    else:
+        from smop_edge.models.checkpoint import load_model
+
+        model, loaded = load_model(args.checkpoint, _overrides(args))
+        tokenizer = load_tokenizer(args.tokenizer, expected_size=model.cfg.llm.vocab)
+        source = {"checkpoint": Path(args.checkpoint).name, "size_bytes": loaded.file.size_bytes,
+                  "zoo_match": loaded.inferred.zoo_match}
+    manifest = export_bundle(model, tokenizer, Path(args.out), options, source)
+    if args.json:
+        print(json.dumps({"bundle": args.out, "stages": manifest["stages"], "parity": manifest["parity"],
+                          "quantization": manifest["quantization"]}, indent=2))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from smop_edge.runtime.bundle import load_bundle
+    from smop_edge.runtime.decoding import DecodingOptions
+    from smop_edge.runtime.errors import BundleError
+    from smop_edge.runtime.recognizer import Recognizer
+
+    bundle = load_bundle(args.bundle, verify=True)
+    backend = args.backend or ("onnxruntime" if bundle.manifest["format"] == "onnx" else "openvino")
+    rec = Recognizer.from_bundle(args.bundle, backend=backend)
+    test = bundle.manifest["self_test"]
+    data = np.load(bundle.file(test["file"]))
+    out = rec.transcribe(audio=data["audio"] if "audio" in data else None,
+                         frames=data["frames"] if "frames" in data else None, task=test["task"],
+                         options=DecodingOptions(max_new_tokens=test["max_new_tokens"]))
+    ok = out.tokens == test["reference_tokens"]
+    result = {"bundle": str(args.bundle), "backend": backend, "sha256": "ok", "self_test": "pass" if ok else "fail",
+              "task": out.task, "text": out.text, "reference_text": test["reference_text"]}
+    print(json.dumps(result, indent=2) if args.json else
+          f"sha256: ok ({len(bundle.manifest['files'])} files)\nself-test ({backend}, {out.task}): "
+          f"{'pass' if ok else 'FAIL'}\n  bundle:    {out.text!r}\n  reference: {test['reference_text']!r}")
+    if not ok:
+        raise BundleError(f"{args.bundle}: self-test transcript differs from the torch reference's")
+    return 0
+
+
 # ---- main -------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smop-edge", description="Llama-SMoP / Llama-AVSR on edge devices.")
@@ -104,6 +164,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["bf16", "fp32"], default="fp32")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("export", help="export a checkpoint to an ONNX or OpenVINO bundle",
+                       description="One graph per stage, quantized experts, KV-cache decoder, parity "
+                                   "measured against the torch reference and written into the manifest.")
+    p.add_argument("checkpoint", help="checkpoint file, or a zoo name with --random-init")
+    p.add_argument("--tokenizer", help="the base LLM's tokenizer.json (the AVSR tokens are added)")
+    p.add_argument("--out", required=True, help="bundle directory to create")
+    p.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    p.add_argument("--experts", choices=["int8", "int4", "fp32"], default="int8",
+                   help="expert / MLP projector weights (router and LayerNorms stay fp32)")
+    p.add_argument("--llm", choices=["int8", "int4", "fp32"], default="int8", help="decoder weights")
+    p.add_argument("--encoders", choices=["fp32", "int8"], default="fp32", help="encoder weights")
+    p.add_argument("--audio-mode", choices=["faithful", "fast"], default="faithful",
+                   help="faithful: 30 s padded audio, exact; fast: unpadded (accuracy cost measured)")
+    p.add_argument("--static", action="store_true", help="static shapes everywhere (NPU variant)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
+    p.add_argument("--random-init", action="store_true", help="CHECKPOINT is a zoo name: random weights")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-init")
+    p.add_argument("--json", action="store_true", help="print stages, quantization and parity as JSON")
+    _add_override_flags(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("verify", help="check a bundle's sha256 sums and rerun its self-test",
+                       description="Exit 0 only when every file matches the manifest and the bundle "
+                                   "reproduces the torch reference's transcript of its self-test input.")
+    p.add_argument("bundle")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="default: the bundle's format")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
     return parser
 
 

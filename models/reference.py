@@ -6,7 +6,6 @@ recomputation). Audio features come from `runtime.features`, decoding from `runt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +15,13 @@ from transformers import DynamicCache
 from smop_edge.runtime import features
 from smop_edge.runtime.decoding import DecodingOptions, decode
 from smop_edge.runtime.errors import UnsuitableInputError, UsageError
-from smop_edge.runtime.prompt import TASK_MODALITIES, SpecialIds, prefix_segments
+from smop_edge.runtime.prompt import TASK_MODALITIES, SpecialIds, pick_task, prefix_segments
+from smop_edge.runtime.recognizer import Transcript
 from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
 
 from .llama_smop import LlamaSMoP
 
 AUDIO_MODES = ("faithful", "fast")
-
-
-@dataclass
-class Transcript:
-    text: str
-    tokens: list[int]
-    task: str
-    prefix_length: int = 0
-    routing: list = field(default_factory=list, repr=False)
 
 
 class TorchStepper:
@@ -76,20 +67,6 @@ class ReferenceRecognizer:
         model, _ = load_model(checkpoint, overrides)
         return cls(model, load_tokenizer(tokenizer, expected_size=model.cfg.llm.vocab), audio_mode)
 
-    def pick_task(self, has_audio: bool, has_video: bool, task: str | None) -> str:
-        tasks = self.model.cfg.tasks
-        if task is None:
-            preference = [t for t in ("avsr", "asr", "vsr") if t in tasks]
-            usable = [t for t in preference if all({"audio": has_audio, "video": has_video}[m]
-                                                   for m in TASK_MODALITIES[t])]
-            if not usable:
-                raise UnsuitableInputError(f"the model supports {', '.join(tasks)}, which the input "
-                                           f"(audio: {has_audio}, video: {has_video}) cannot feed")
-            return usable[0]
-        if task not in tasks:
-            raise UnsuitableInputError(f"the model supports {', '.join(tasks)}, not {task}")
-        return task
-
     @torch.inference_mode()
     def encode(self, audio: np.ndarray | None, frames: np.ndarray | None, task: str):
         """Run encoders, compression and projector; returns (audio tokens, video tokens, routings)."""
@@ -107,29 +84,28 @@ class ReferenceRecognizer:
         if "audio" in need:
             if audio is None:
                 raise UnsuitableInputError(f"task {task} needs audio")
-            audio = np.asarray(audio, dtype=np.float32)
-            if "video" in need:  # align: 640 samples per video frame
-                n = frames.shape[0] * features.SAMPLES_PER_VIDEO_FRAME
-                audio = np.pad(audio[:n], (0, max(0, n - len(audio))))
-            faithful = self.audio_mode == "faithful"
-            if faithful and len(audio) > features.N_SAMPLES_30S:
-                raise UsageError("faithful mode takes at most 30 s of audio; split longer input")
-            mel = features.log_mel(features.normalize_waveform(audio), m.cfg.audio_encoder.mel_bins, faithful)
-            if not faithful:
-                min_frames = 2 * features.MIN_ENCODER_FRAMES
-                mel = np.pad(mel, ((0, 0), (0, max(0, min_frames - mel.shape[1]))))
-            keep = features.kept_encoder_frames(len(audio))
-            a = m.encode_audio(torch.from_numpy(mel)[None].to(dtype), keep, faithful)
+            if "video" in need:
+                audio = features.align_audio_to_video(audio, frames.shape[0])
+            try:
+                mel, keep = features.audio_encoder_input(audio, m.cfg.audio_encoder.mel_bins,
+                                                         self.audio_mode == "faithful")
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            a = m.encode_audio(torch.from_numpy(mel)[None].to(dtype), keep, self.audio_mode == "faithful")
         return m.project(a, v)
 
     @torch.inference_mode()
+    def prepare(self, audio: np.ndarray | None, frames: np.ndarray | None, task: str | None = None
+                ) -> tuple[str, torch.Tensor, list]:
+        """Everything before decoding: (task, prefix embeddings [1, L, H], routings)."""
+        task = pick_task(self.model.cfg.tasks, audio is not None, frames is not None, task)
+        a, v, routing = self.encode(audio, frames, task)
+        prompt = self.tokenizer.encode(self.model.cfg.tokens.prompts[task])
+        return task, self.model.assemble_prefix(prefix_segments(task, self.ids, prompt), a, v), routing
+
     def transcribe(self, audio: np.ndarray | None = None, frames: np.ndarray | None = None,
                    task: str | None = None, options: DecodingOptions | None = None) -> Transcript:
         """16 kHz mono `audio` and/or normalised 88x88 mouth `frames` [T, 88, 88] -> Transcript."""
-        options = options or DecodingOptions()
-        task = self.pick_task(audio is not None, frames is not None, task)
-        a, v, routing = self.encode(audio, frames, task)
-        prompt = self.tokenizer.encode(self.model.cfg.tokens.prompts[task])
-        prefix = self.model.assemble_prefix(prefix_segments(task, self.ids, prompt), a, v)
-        tokens = decode(TorchStepper(self.model.llm, prefix), {self.ids.eos}, options)
-        return Transcript(self.tokenizer.decode(tokens), tokens, task, prefix.shape[1], routing)
+        task, prefix, routing = self.prepare(audio, frames, task)
+        tokens = decode(TorchStepper(self.model.llm, prefix), {self.ids.eos}, options or DecodingOptions())
+        return Transcript(self.tokenizer.decode(tokens), tokens, task, prefix.shape[1], details={"routing": routing})

@@ -99,3 +99,27 @@ def log_mel(waveform: np.ndarray, n_mels: int = 80, pad_to_30s: bool = True) -> 
     log_spec = np.log10(np.maximum(mel, 1e-10)).T[:, :-1]
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+def align_audio_to_video(audio: np.ndarray, n_video_frames: int) -> np.ndarray:
+    """Cut or zero-pad audio to exactly 640 samples per 25 fps video frame."""
+    n = n_video_frames * SAMPLES_PER_VIDEO_FRAME
+    audio = np.asarray(audio, dtype=np.float32)[:n]
+    return np.pad(audio, (0, n - len(audio)))
+
+
+def audio_encoder_input(audio: np.ndarray, n_mels: int, faithful: bool) -> tuple[np.ndarray, int]:
+    """16 kHz mono audio -> (log-mel [n_mels, frames], encoder frames to keep).
+
+    Faithful: 30 s padding, as the authors (the audio must not be longer). Fast: unpadded, at least
+    the 25 encoder frames the reference always keeps.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"expected a mono waveform (1-D), got shape {audio.shape}")
+    if faithful and len(audio) > N_SAMPLES_30S:
+        raise ValueError("faithful mode takes at most 30 s of audio; split longer input")
+    mel = log_mel(normalize_waveform(audio), n_mels, pad_to_30s=faithful)
+    if not faithful and mel.shape[1] < 2 * MIN_ENCODER_FRAMES:
+        mel = np.pad(mel, ((0, 0), (0, 2 * MIN_ENCODER_FRAMES - mel.shape[1])))
+    return mel, kept_encoder_frames(len(audio))

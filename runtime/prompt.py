@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UsageError
+from .errors import UnsuitableInputError, UsageError
 from .tokenizer import TextTokenizer
 
 TASK_MODALITIES = {"asr": ("audio",), "vsr": ("video",), "avsr": ("audio", "video")}
@@ -54,3 +54,24 @@ def prefix_segments(task: str, ids: SpecialIds, prompt_ids: list[int]) -> list[S
         pending = [end]
     segs.append(Segment(tuple(pending + list(prompt_ids))))
     return segs
+
+
+def pick_task(supported: list[str], has_audio: bool, has_video: bool, task: str | None = None) -> str:
+    """The task to run: the requested one if the model supports it and the input can feed it, else
+    (task None) AVSR, then ASR, then VSR among those the model supports and the input allows."""
+    available = {"audio": has_audio, "video": has_video}
+    if task is not None:
+        if task not in TASK_MODALITIES:
+            raise UsageError(f"unknown task {task!r} (choose from {', '.join(TASK_MODALITIES)})")
+        if task not in supported:
+            raise UnsuitableInputError(f"the model supports {', '.join(supported)}, not {task}")
+        lacking = [m for m in TASK_MODALITIES[task] if not available[m]]
+        if lacking:
+            raise UnsuitableInputError(f"task {task} needs {' and '.join(lacking)}, which the input lacks")
+        return task
+    for candidate in ("avsr", "asr", "vsr"):
+        if candidate in supported and all(available[m] for m in TASK_MODALITIES[candidate]):
+            return candidate
+    raise UnsuitableInputError(f"the model supports {', '.join(supported)}, which the input "
+                               f"(audio: {'yes' if has_audio else 'no'}, video: {'yes' if has_video else 'no'}) "
+                               "cannot feed")

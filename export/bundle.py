@@ -1,0 +1,159 @@
+"""`smop-edge export`: checkpoint -> bundle directory (one graph per stage, tokenizer, embeddings,
+self-test, manifest with parity figures and sha256 sums). Build -> export -> verify, as sherpa-onnx."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from smop_edge.runtime import features
+from smop_edge.runtime.bundle import MANIFEST, SCHEMA_VERSION, sha256_file
+from smop_edge.runtime.errors import UsageError
+from smop_edge.runtime.prompt import TASK_MODALITIES
+
+from .quantize import ENCODER_MODES, EXPERT_MODES, LLM_MODES
+
+FORMATS = ("onnx", "openvino")
+AUDIO_MODES = ("faithful", "fast")
+SELF_TEST_FILE = "self_test.npz"
+
+
+@dataclass
+class ExportOptions:
+    """What `smop-edge export` builds (defaults are the deployment defaults)."""
+
+    format: str = "onnx"
+    experts: str = "int8"
+    llm: str = "int8"
+    encoders: str = "fp32"
+    audio_mode: str = "faithful"
+    static: bool = False
+    force: bool = False
+    self_test_seconds: float = 2.0
+    self_test_tokens: int = 16
+
+    def validate(self) -> None:
+        for name, value, allowed in (("format", self.format, FORMATS), ("experts", self.experts, EXPERT_MODES),
+                                     ("llm", self.llm, LLM_MODES), ("encoders", self.encoders, ENCODER_MODES),
+                                     ("audio mode", self.audio_mode, AUDIO_MODES)):
+            if value not in allowed:
+                raise UsageError(f"unsupported {name} {value!r} (choose from {', '.join(allowed)})")
+        if self.static:
+            raise UsageError("--static (fixed shapes for NPUs) is not implemented yet; export without it")
+
+
+def _prepare_out(out: Path, force: bool, need_bytes: int) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UsageError(f"output directory {out} is not empty (use --force to replace its contents)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(out).free
+    if free < need_bytes:
+        raise UsageError(f"not enough disk for the export: about {need_bytes / 1e9:.1f} GB needed, "
+                         f"{free / 1e9:.1f} GB free at {out}")
+
+
+def self_test_input(cfg, seconds: float, seed: int = 0) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+    """A short synthetic input for the model's richest task (a trained model's bundle may carry a real
+    clip instead): chirps + noise for audio, smooth random mouth frames for video."""
+    task = next(t for t in ("avsr", "asr", "vsr") if t in cfg.tasks)
+    rng = np.random.default_rng(seed)
+    n_frames = int(seconds * features.VIDEO_FPS)
+    audio = frames = None
+    if "audio" in TASK_MODALITIES[task]:
+        t = np.arange(n_frames * features.SAMPLES_PER_VIDEO_FRAME) / features.SAMPLE_RATE
+        audio = (0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    if "video" in TASK_MODALITIES[task]:
+        base = rng.standard_normal((n_frames, 11, 11)).astype(np.float32)
+        frames = np.repeat(np.repeat(base, 8, axis=1), 8, axis=2)
+    return task, audio, frames
+
+
+def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: dict[str, Any],
+                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write the bundle for `model` (a LlamaSMoP in fp32) and `tokenizer` (with the AVSR tokens)."""
+    from smop_edge.models.reference import ReferenceRecognizer
+    from smop_edge.runtime.recognizer import Recognizer
+
+    from . import parity
+    from .stages import export_stages
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    options.validate()
+    out = Path(out)
+    n_params = sum(p.numel() for p in model.parameters())
+    _prepare_out(out, options.force, need_bytes=int(n_params * 4 * 2.5))
+    cfg = model.cfg
+    started = time.perf_counter()
+    stages = export_stages(model, out, options, log)
+
+    tokenizer.save(out / "tokenizer.json")
+    emb_dtype = np.float32 if options.llm == "fp32" else np.float16
+    np.save(out / "embed_tokens.npy", model.llm.get_input_embeddings().weight.detach().numpy().astype(emb_dtype))
+    task, audio, frames = self_test_input(cfg, options.self_test_seconds)
+    np.savez(out / SELF_TEST_FILE, **{k: v for k, v in (("audio", audio), ("frames", frames)) if v is not None})
+
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created_by": _versions(),
+        "source": source,
+        "format": options.format,
+        "audio_mode": options.audio_mode,
+        "model": cfg.to_dict(),
+        "tokenizer": {"file": "tokenizer.json", "special_ids": {}, "prompts": cfg.tokens.prompts},
+        "preprocessing": {
+            "sample_rate": features.SAMPLE_RATE, "n_fft": features.N_FFT, "hop_length": features.HOP_LENGTH,
+            "mel_bins": cfg.audio_encoder.mel_bins if cfg.has_audio else None, "normalize_eps": 1e-8,
+            "pad_to_30s": options.audio_mode == "faithful", "video_fps": features.VIDEO_FPS,
+            "samples_per_video_frame": features.SAMPLES_PER_VIDEO_FRAME, "mouth_roi": 96, "mouth_crop": 88,
+            "pixel_mean": 0.421, "pixel_std": 0.165},
+        "stages": stages,
+        "embeddings": {"file": "embed_tokens.npy", "dtype": np.dtype(emb_dtype).name,
+                       "shape": [cfg.llm.vocab, cfg.llm.hidden]},
+        "quantization": {"experts": options.experts, "router": "fp32", "layer_norm": "fp32", "llm": options.llm,
+                         "encoders": options.encoders},
+        "self_test": {"file": SELF_TEST_FILE, "task": task, "max_new_tokens": options.self_test_tokens},
+    }
+    ref = ReferenceRecognizer(model, tokenizer, options.audio_mode)
+    manifest["tokenizer"]["special_ids"] = asdict(ref.ids)
+    _write_manifest(out, manifest)
+
+    log("parity: running every graph against the torch reference")
+    backend = "onnxruntime" if options.format == "onnx" else "openvino"
+    rec = Recognizer.from_bundle(out, backend=backend)
+    figures = parity.measure(ref, rec, audio, frames, task, options.self_test_tokens)
+    e2e = figures["end_to_end"]
+    manifest["parity"] = {"backend": backend, **figures}
+    manifest["self_test"].update({"reference_tokens": e2e["reference_tokens"], "reference_text": e2e["reference_text"]})
+    _write_manifest(out, manifest)
+    log(f"done in {time.perf_counter() - started:.1f} s: {out} (self-test tokens "
+        f"{'equal' if e2e['tokens_equal'] else 'DIFFER'}, agreement {e2e['token_agreement']:.2f})")
+    return manifest
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    manifest["files"] = {p.name: sha256_file(p) for p in sorted(out.iterdir())
+                         if p.is_file() and p.name != MANIFEST}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("smop-edge", "torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return versions

@@ -1,0 +1,146 @@
+"""Parity of an exported bundle against the torch reference, measured at export (DESIGN §3).
+
+Per graph: max abs error on the same inputs. Projector: routing agreement, judged with the routing
+margin (tokens whose k-th and (k+1)-th router probabilities lie within 1e-3 may flip; all others
+must route identically). End to end: greedy tokens of the bundle vs the reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from smop_edge.models.reference import ReferenceRecognizer, TorchStepper
+from smop_edge.runtime import features
+from smop_edge.runtime.compression import compress
+from smop_edge.runtime.decoding import DecodingOptions, decode
+from smop_edge.runtime.prompt import TASK_MODALITIES
+from smop_edge.runtime.recognizer import GraphStepper, Recognizer
+
+ROUTING_MARGIN = 1e-3
+
+
+def _err(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+
+
+def routing_agreement(ref_probs: np.ndarray, probs: np.ndarray, top_k: int, margin: float = ROUTING_MARGIN
+                      ) -> dict[str, Any]:
+    """Compare top-k expert sets token by token; only tokens outside the margin must agree."""
+    order = np.argsort(-ref_probs, axis=-1, kind="stable")
+    ref_sets = np.sort(order[:, :top_k], axis=-1)
+    got_sets = np.sort(np.argsort(-probs, axis=-1, kind="stable")[:, :top_k], axis=-1)
+    same = np.all(ref_sets == got_sets, axis=-1)
+    sorted_p = np.take_along_axis(ref_probs, order, axis=-1)
+    gap = sorted_p[:, top_k - 1] - sorted_p[:, top_k] if ref_probs.shape[1] > top_k else np.full(len(same), np.inf)
+    outside = gap > margin
+    return {"tokens": int(len(same)), "outside_margin": int(outside.sum()),
+            "agreement_outside_margin": float(same[outside].mean()) if outside.any() else 1.0,
+            "flips_within_margin": int((~same & ~outside).sum()),
+            "identical": bool(same[outside].all())}
+
+
+@torch.inference_mode()
+def measure(ref: ReferenceRecognizer, rec: Recognizer, audio: np.ndarray | None, frames: np.ndarray | None,
+            task: str, max_new_tokens: int, extra_tokens: int = 256, seed: int = 0) -> dict[str, Any]:
+    """All parity figures for one sample input (and `extra_tokens` random tokens for routing)."""
+    m, cfg = ref.model, ref.model.cfg
+    need = TASK_MODALITIES[task]
+    out: dict[str, Any] = {"task": task}
+    enc: dict[str, torch.Tensor] = {}
+    if "video" in need:
+        ref_v = m.encode_video(torch.from_numpy(frames)[None])
+        got_v = rec.sessions["video_encoder"].run({"frames": frames[None]})["video_features"]
+        out["video_encoder"] = {"max_abs_error": _err(got_v, ref_v.numpy())}
+        enc["video"] = ref_v
+    if "audio" in need:
+        a_in = features.align_audio_to_video(audio, frames.shape[0]) if "video" in need else audio
+        mel, keep = features.audio_encoder_input(a_in, cfg.audio_encoder.mel_bins, rec.faithful)
+        ref_a = m.encode_audio(torch.from_numpy(mel)[None], keep, rec.faithful)
+        got_a = rec.sessions["audio_encoder"].run({"mel": mel[None]})["audio_features"][:, :keep]
+        out["audio_encoder"] = {"max_abs_error": _err(got_a, ref_a.numpy())}
+        enc["audio"] = ref_a
+    out["projector"] = _projector_parity(ref, rec, enc, extra_tokens, seed)
+    # decoder: the reference prefix through both decoders, then greedy decoding end to end
+    task, prefix, _ = ref.prepare(audio, frames, task)
+    llm = cfg.llm
+    got_steps = GraphStepper(rec.sessions["decoder"], rec.embeddings, prefix.numpy(), llm.layers, llm.kv_heads,
+                             llm.head_dim)
+    out["decoder"] = {"max_abs_error": _err(got_steps.prefill(), TorchStepper(m.llm, prefix).prefill()),
+                      "prefill_length": int(prefix.shape[1])}
+    eos = {ref.ids.eos}
+    opts = DecodingOptions(max_new_tokens=max_new_tokens)
+    ref_steps = MarginRecorder(TorchStepper(m.llm, prefix))
+    want = decode(ref_steps, eos, opts)
+    got = rec.transcribe(audio, frames, task, opts)
+    n = max(len(want), len(got.tokens), 1)
+    same = sum(1 for x, y in zip(want, got.tokens) if x == y)
+    out["end_to_end"] = {"reference_tokens": want, "bundle_tokens": got.tokens,
+                         "tokens_equal": want == got.tokens, "token_agreement": same / n,
+                         "reference_min_top2_margin": min(ref_steps.margins),
+                         "reference_text": ref.tokenizer.decode(want), "bundle_text": got.text}
+    return out
+
+
+class MarginRecorder:
+    """Wraps a Stepper and records the top-2 logit margin of every step (near-ties can flip)."""
+
+    def __init__(self, stepper) -> None:
+        self.inner, self.margins = stepper, []
+
+    def _note(self, logits: np.ndarray) -> np.ndarray:
+        top2 = np.sort(np.asarray(logits, np.float64), axis=-1)[..., -2:]
+        self.margins.append(float(np.min(top2[..., 1] - top2[..., 0])))
+        return logits
+
+    def prefill(self) -> np.ndarray:
+        return self._note(self.inner.prefill())
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        return self._note(self.inner.step(tokens))
+
+    def select(self, rows: np.ndarray) -> None:
+        self.inner.select(rows)
+
+
+def _projector_parity(ref: ReferenceRecognizer, rec: Recognizer, enc: dict[str, torch.Tensor],
+                      extra_tokens: int, seed: int) -> dict[str, Any]:
+    m, cfg = ref.model, ref.model.cfg
+    rng = np.random.default_rng(seed)
+    feeds, ref_out, ref_probs = {}, {}, {}
+    for modality in ("audio", "video"):
+        if not getattr(cfg, f"has_{modality}"):
+            continue
+        comp = getattr(cfg, f"{modality}_compression")
+        width = cfg.projector_input_dim(modality)
+        tokens = [rng.standard_normal((extra_tokens, width)).astype(np.float32)]
+        if modality in enc:
+            tokens.insert(0, compress(enc[modality][0].numpy(), comp.mode, comp.rate))
+        x = np.concatenate(tokens)
+        feeds[f"{modality}_tokens"] = x
+        proj_out, probs = _torch_projector(m, modality, torch.from_numpy(x))
+        ref_out[modality], ref_probs[modality] = proj_out, probs
+    got = rec.sessions["projector"].run(feeds)
+    result: dict[str, Any] = {"max_abs_error": max(_err(got[f"{k}_embeds"], v) for k, v in ref_out.items())}
+    if cfg.projector.kind == "smop":
+        for modality, probs in ref_probs.items():
+            result[f"{modality}_routing"] = routing_agreement(probs, got[f"{modality}_router_probs"], cfg.projector.top_k)
+        result["routing_identical"] = all(result[f"{k}_routing"]["identical"] for k in ref_probs)
+    return result
+
+
+def _torch_projector(m, modality: str, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+    """The torch projector applied to already-compressed tokens [N, in] of one modality."""
+    from smop_edge.models.projector import SparseMixtureOfProjectors
+
+    p = m.cfg.projector
+    if hasattr(m, "audiovisual_proj"):
+        module, router = m.audiovisual_proj, "gate" if p.layout == "JEJR" else f"{modality}_gate"
+    else:
+        module, router = getattr(m, f"{modality}_proj"), "gate"
+    if isinstance(module, SparseMixtureOfProjectors):
+        y, routing = module(x, router)
+        return y.numpy(), torch.softmax(routing.logits, -1).numpy()
+    return module(x).numpy(), None

@@ -1,0 +1,35 @@
+"""Weight-only compression of whole graphs (LLM decoder, optionally the encoders):
+ONNX Runtime's MatMulNBits for ONNX bundles, NNCF for OpenVINO IR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+LARGE_MODEL_BYTES = 1_800_000_000
+
+
+def compress_onnx(path: Path, bits: int, block_size: int = 32) -> None:
+    """Replace every MatMul with a constant weight by MatMulNBits (`bits` 8 or 4, symmetric,
+    blocks of `block_size` input channels), in place."""
+    import logging
+
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    model = onnx.load(str(path))
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=True)
+    quantizer.process()
+    large = path.stat().st_size > LARGE_MODEL_BYTES
+    quantizer.model.save_model_to_file(str(path), use_external_data_format=large)
+
+
+def compress_openvino(model, bits: int, group_size: int = 32):
+    """NNCF weight compression of an `openvino.Model`: int8 per channel or int4 in groups."""
+    import nncf
+
+    if bits == 8:
+        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
+    return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=group_size,
+                                 ratio=1.0, all_layers=True)

@@ -1,0 +1,84 @@
+"""One small interface over ONNX Runtime and OpenVINO graph sessions.
+
+`exact=True` (the default) keeps float32 arithmetic everywhere: both backends otherwise quantize
+activations to int8 on the fly next to int4/int8 weights (ONNX Runtime's DQ+MatMul -> MatMulNBits
+fusion at accuracy level 4, OpenVINO's dynamic quantization) and this CPU would pick bf16 in
+OpenVINO. Faster, inexact settings are an explicit, measured choice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+BACKENDS = ("onnxruntime", "openvino")
+PRECISIONS = ("f32", "bf16", "f16")
+
+
+class GraphSession:
+    """A loaded graph: `run(feeds) -> {output name: array}` plus its input/output names."""
+
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class OrtSession(GraphSession):
+    def __init__(self, path: Path, threads: int | None, exact: bool) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        if exact:
+            opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
+        opts.log_severity_level = 3
+        self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self._sess.get_inputs()]
+        self.output_names = [o.name for o in self._sess.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self._sess.run(self.output_names, feeds)))
+
+
+class OpenVinoSession(GraphSession):
+    def __init__(self, path: Path, device: str, threads: int | None, precision: str, exact: bool) -> None:
+        import openvino as ov
+
+        config: dict[str, str] = {"INFERENCE_PRECISION_HINT": precision}
+        if exact:
+            config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
+        if threads and device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        core = ov.Core()
+        self._model = core.compile_model(core.read_model(str(path)), device, config)
+        self.input_names = [i.get_any_name() for i in self._model.inputs]
+        self.output_names = [o.get_any_name() for o in self._model.outputs]
+        self._request = self._model.create_infer_request()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self._request.infer(feeds)
+        return {o.get_any_name(): np.array(result[o]) for o in self._model.outputs}
+
+
+def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "CPU", threads: int | None = None,
+                 precision: str = "f32", exact: bool = True) -> GraphSession:
+    """Load one graph (`.onnx`, or OpenVINO `.xml`) on the chosen backend."""
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    if backend == "onnxruntime":
+        if path.suffix != ".onnx":
+            raise UsageError(f"ONNX Runtime cannot load {path.name}: export with --format onnx")
+        if device != "CPU":
+            raise UsageError("the onnxruntime backend runs on the CPU; use --backend openvino for other devices")
+        return OrtSession(path, threads, exact)
+    return OpenVinoSession(path, device, threads, precision, exact)

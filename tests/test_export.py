@@ -1,0 +1,169 @@
+"""Bundles from tiny official-layout checkpoints: ONNX and OpenVINO, each quantization setting once,
+every projector layout at least once (see also test_projector_graph.py)."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from smop_edge.apps.cli import main
+from smop_edge.export.bundle import ExportOptions, export_bundle
+from smop_edge.models.checkpoint import load_model
+from smop_edge.runtime.bundle import load_bundle
+from smop_edge.runtime.errors import BundleError, UsageError
+from smop_edge.runtime.tokenizer import load_tokenizer
+
+# Tiny random models can have near-tied logits: tokens must be equal where every reference step's
+# top-2 logit margin exceeds this; elsewhere only the logits are compared within tolerance.
+TOKEN_MARGIN = 1e-3
+
+
+def _export(tmp_path_factory, make_checkpoint, base_tokenizer, name, **options):
+    path, _ = make_checkpoint(name)
+    model, _ = load_model(path)
+    tok = load_tokenizer(base_tokenizer, expected_size=model.cfg.llm.vocab)
+    out = tmp_path_factory.mktemp("bundle") / name
+    manifest = export_bundle(model, tok, out, ExportOptions(**options), {"checkpoint": path.name},
+                             log=lambda _msg: None)
+    return out, manifest
+
+
+def _assert_end_to_end(manifest, exact: bool):
+    e2e = manifest["parity"]["end_to_end"]
+    if e2e["reference_min_top2_margin"] > TOKEN_MARGIN and exact:
+        assert e2e["tokens_equal"], e2e
+    assert manifest["parity"]["decoder"]["max_abs_error"] < (1e-4 if exact else 0.1)
+
+
+@pytest.fixture(scope="module")
+def onnx_fp32(tmp_path_factory, make_checkpoint, base_tokenizer):
+    return _export(tmp_path_factory, make_checkpoint, base_tokenizer, "tiny-jejr", experts="fp32", llm="fp32")
+
+
+def test_onnx_fp32_bundle_matches_the_reference(onnx_fp32):
+    out, manifest = onnx_fp32
+    p = manifest["parity"]
+    assert p["backend"] == "onnxruntime"
+    for stage in ("audio_encoder", "video_encoder", "projector", "decoder"):
+        assert p[stage]["max_abs_error"] < 1e-4, stage
+    assert p["projector"]["routing_identical"]
+    assert p["projector"]["audio_routing"]["tokens"] > 256
+    _assert_end_to_end(manifest, exact=True)
+    assert set(manifest["files"]) == {f.name for f in out.iterdir() if f.name != "manifest.json"}
+    assert manifest["stages"]["audio_encoder"]["inputs"][0] == {"name": "mel", "shape": [1, 80, 3000],
+                                                                 "dtype": "float32"}
+    dec = {i["name"]: i["shape"] for i in manifest["stages"]["decoder"]["inputs"]}
+    assert dec["past_keys"][3] == "past_length" and dec["inputs_embeds"][1] == "length"
+    assert manifest["tokenizer"]["special_ids"]["audio_start"] == manifest["model"]["llm"]["vocab"] - 4
+
+
+def test_verify_passes_then_catches_tampering(onnx_fp32, tmp_path, capsys):
+    src, _ = onnx_fp32
+    bundle = tmp_path / "b"
+    shutil.copytree(src, bundle)
+    assert main(["verify", str(bundle)]) == 0
+    assert "self-test (onnxruntime, avsr): pass" in capsys.readouterr().out
+    assert main(["verify", str(bundle), "--backend", "openvino"]) == 0  # OpenVINO reads ONNX graphs too
+    capsys.readouterr()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["self_test"]["reference_tokens"] = [1, 2, 3]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["verify", str(bundle)]) == 4
+    assert "self-test transcript differs" in capsys.readouterr().err
+    with open(bundle / "decoder.onnx", "r+b") as f:
+        f.seek(200)
+        f.write(b"\x00\x01\x02")
+    assert main(["verify", str(bundle)]) == 4
+    assert "sha256 mismatch): decoder.onnx" in capsys.readouterr().err
+    (bundle / "tokenizer.json").unlink()
+    with pytest.raises(BundleError, match="tokenizer.json"):
+        load_bundle(bundle)
+
+
+def test_openvino_bundle_fp32_matches_the_reference(tmp_path_factory, make_checkpoint, base_tokenizer):
+    out, manifest = _export(tmp_path_factory, make_checkpoint, base_tokenizer, "tiny-dedr", format="openvino",
+                            experts="fp32", llm="fp32", audio_mode="fast")
+    assert manifest["parity"]["backend"] == "openvino" and manifest["audio_mode"] == "fast"
+    assert all(manifest["parity"][s]["max_abs_error"] < 1e-4 for s in ("audio_encoder", "video_encoder",
+                                                                       "projector", "decoder"))
+    _assert_end_to_end(manifest, exact=True)
+    assert sorted(p.suffix for p in out.glob("projector.*")) == [".bin", ".xml"]
+    mel = next(i for i in manifest["stages"]["audio_encoder"]["inputs"])
+    assert mel["shape"][2] == "mel_frames"  # fast mode: variable length
+    assert main(["verify", str(out)]) == 0
+
+
+def test_int8_experts_are_int8_on_disk_with_parity_in_the_manifest(tmp_path_factory, make_checkpoint,
+                                                                    base_tokenizer):
+    out, manifest = _export(tmp_path_factory, make_checkpoint, base_tokenizer, "tiny-jedr")  # defaults: int8/int8
+    assert manifest["quantization"] == {"experts": "int8", "router": "fp32", "layer_norm": "fp32", "llm": "int8",
+                                        "encoders": "fp32"}
+    graph = onnx.load(str(out / "projector.onnx"))
+    inits = {t.name: t for t in graph.graph.initializer}
+    expert_q = [n for n in inits if ".experts." in n and n.endswith("weight_q")]
+    assert len(expert_q) == 4 * 2  # 4 experts x 2 linears, shared by both routers
+    assert all(inits[n].data_type == onnx.TensorProto.INT8 for n in expert_q)
+    assert not any(re.search(r"\.experts\.\d+\.[02]\.weight$", n) for n in inits)  # no float copies
+    assert inits["audiovisual_proj.experts.0.3.weight"].data_type == onnx.TensorProto.FLOAT  # LayerNorm
+    assert inits["audiovisual_proj.audio_gate.weight"].data_type == onnx.TensorProto.FLOAT
+    assert any(n.op_type == "MatMulNBits" for n in onnx.load(str(out / "decoder.onnx")).graph.node)
+    p = manifest["parity"]
+    assert p["projector"]["routing_identical"] and p["projector"]["max_abs_error"] < 0.1
+    assert 0.0 <= p["end_to_end"]["token_agreement"] <= 1.0
+    _assert_end_to_end(manifest, exact=False)
+
+
+def _constant_types(xml) -> set[str]:
+    import openvino as ov
+
+    return {op.get_element_type().get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()
+            if op.get_type_name() == "Constant"}
+
+
+def test_openvino_int4_stores_4_bit_weights(tmp_path_factory, make_checkpoint, base_tokenizer):
+    out, manifest = _export(tmp_path_factory, make_checkpoint, base_tokenizer, "tiny-mlp", format="openvino",
+                            experts="int4", llm="int4", encoders="int8")
+    assert {"i4", "u4"} & _constant_types(out / "projector.xml")
+    assert {"i4", "u4"} & _constant_types(out / "decoder.xml")
+    assert {"i8", "u8"} & _constant_types(out / "audio_encoder.xml")
+    assert manifest["parity"]["projector"]["max_abs_error"] < 1.0
+    assert manifest["parity"]["audio_encoder"]["max_abs_error"] < 0.5
+
+
+def test_bad_export_requests(tmp_path, make_checkpoint, base_tokenizer, capsys, monkeypatch):
+    path, _ = make_checkpoint("tiny-asr")
+    base = ["export", str(path), "--tokenizer", str(base_tokenizer)]
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("keep me")
+    assert main(base + ["--out", str(full)]) == 2
+    assert "not empty" in capsys.readouterr().err and (full / "x").exists()
+    assert main(base + ["--out", str(tmp_path / "s"), "--static"]) == 2
+    assert "--static" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(base + ["--out", str(tmp_path / "f"), "--format", "tflite"])
+    assert exc.value.code == 2
+    capsys.readouterr()
+    import shutil as sh
+    from collections import namedtuple
+
+    monkeypatch.setattr(sh, "disk_usage", lambda _p: namedtuple("u", "total used free")(10, 10, 1000))
+    assert main(base + ["--out", str(tmp_path / "d")]) == 2
+    assert "not enough disk" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="unsupported experts"):
+        ExportOptions(experts="int2").validate()
+
+
+def test_verify_runs_without_torch(onnx_fp32):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom smop_edge.apps.cli import main\nrc = main(['verify', sys.argv[1]])\n"
+            "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules), 'torch imported'\n"
+            "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(onnx_fp32[0])], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "pass" in proc.stdout
