@@ -58,7 +58,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from smop_edge.models import zoo
     from smop_edge.models.checkpoint import random_init, save_checkpoint
-    from smop_edge.models.tokenizer_builder import train_base_tokenizer
+    from smop_edge.models.tokenizer_builder import placeholder_tokenizer, train_base_tokenizer
     import torch
 
     config = zoo.get(args.zoo)
@@ -66,9 +66,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
     if args.tokenizer_out:
-        tok = train_base_tokenizer(vocab_size=args.vocab)
+        n_added = len(config.tokens.added)
+        if args.zoo.startswith("tiny"):
+            tok = train_base_tokenizer(vocab_size=args.vocab)
+            config.llm.vocab = tok.get_vocab_size(with_added_tokens=True) + n_added
+        else:  # real sizes: a stand-in of the base tokenizer's exact size (not for real text)
+            tok = placeholder_tokenizer(config.llm.vocab - n_added)
         tok.save(args.tokenizer_out)
-        config.llm.vocab = tok.get_vocab_size(with_added_tokens=True) + len(config.tokens.added)
     model = random_init(config, args.seed)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     save_checkpoint(model, args.out, lightning=args.out.endswith(".ckpt"), dtype=dtype)
@@ -86,6 +90,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     options = ExportOptions(format=args.format, experts=args.experts, llm=args.llm, encoders=args.encoders,
                             audio_mode=args.audio_mode, static=args.static, force=args.force)
+    for name in ("audio_buckets", "video_buckets"):
+        if getattr(args, name):
+            setattr(options, name, _int_list(getattr(args, name), "--" + name.replace("_", "-")))
+    if args.kv_capacity:
+        options.kv_capacity = args.kv_capacity
     options.validate()
     if not args.tokenizer:
         raise UsageError("--tokenizer is required: the base LLM's tokenizer.json")
@@ -101,7 +110,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         from smop_edge.models.checkpoint import load_model
 
-        model, loaded = load_model(args.checkpoint, _overrides(args))
+        model, loaded = load_model(args.checkpoint, _overrides(args), dtype=None)  # stays memory-mapped
         tokenizer = load_tokenizer(args.tokenizer, expected_size=model.cfg.llm.vocab)
         source = {"checkpoint": Path(args.checkpoint).name, "size_bytes": loaded.file.size_bytes,
                   "zoo_match": loaded.inferred.zoo_match}
@@ -110,6 +119,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(json.dumps({"bundle": args.out, "stages": manifest["stages"], "parity": manifest["parity"],
                           "quantization": manifest["quantization"]}, indent=2))
     return 0
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated integers, got {text!r}") from None
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -158,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "benchmarks at real scale. Not a trained model.")
     p.add_argument("zoo", help="zoo entry, e.g. tiny-jejr or smop-1b-jejr")
     p.add_argument("--out", required=True, help="output file (.pth, .ckpt for Lightning style, .safetensors)")
-    p.add_argument("--tokenizer-out", metavar="JSON", help="also train a small base tokenizer and size "
-                   "the vocabulary to it (tiny configurations)")
+    p.add_argument("--tokenizer-out", metavar="JSON", help="also write a base tokenizer: a small trained one "
+                   "that sizes the vocabulary (tiny configurations), or a word-level stand-in of the real "
+                   "base tokenizer's size (real-size configurations; for benchmarks, not text)")
     p.add_argument("--vocab", type=int, default=320, help="target base vocabulary for --tokenizer-out")
     p.add_argument("--dtype", choices=["bf16", "fp32"], default="fp32")
     p.add_argument("--seed", type=int, default=0)
@@ -179,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-mode", choices=["faithful", "fast"], default="faithful",
                    help="faithful: 30 s padded audio, exact; fast: unpadded (accuracy cost measured)")
     p.add_argument("--static", action="store_true", help="static shapes everywhere (NPU variant)")
+    p.add_argument("--video-buckets", metavar="N,N", help="--static: video lengths in frames (default 250,750)")
+    p.add_argument("--audio-buckets", metavar="N,N",
+                   help="--static with --audio-mode fast: mel-frame lengths (default 1000,3000)")
+    p.add_argument("--kv-capacity", type=int, help="--static: decoder cache positions (default 1024)")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--random-init", action="store_true", help="CHECKPOINT is a zoo name: random weights")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-init")

@@ -38,6 +38,12 @@ class ExportOptions:
     force: bool = False
     self_test_seconds: float = 2.0
     self_test_tokens: int = 16
+    # --static: encoder length buckets, projector token chunk, decoder chunk and KV-cache capacity
+    audio_buckets: tuple[int, ...] = (1000, 3000)  # mel frames (10 s, 30 s); fast mode only
+    video_buckets: tuple[int, ...] = (250, 750)  # frames (10 s, 30 s at 25 fps)
+    projector_chunk: int = 32
+    decoder_chunk: int = 8
+    kv_capacity: int = 1024
 
     def validate(self) -> None:
         for name, value, allowed in (("format", self.format, FORMATS), ("experts", self.experts, EXPERT_MODES),
@@ -46,7 +52,13 @@ class ExportOptions:
             if value not in allowed:
                 raise UsageError(f"unsupported {name} {value!r} (choose from {', '.join(allowed)})")
         if self.static:
-            raise UsageError("--static (fixed shapes for NPUs) is not implemented yet; export without it")
+            for name, sizes in (("audio", self.audio_buckets), ("video", self.video_buckets)):
+                if not sizes or sorted(sizes) != list(sizes) or sizes[0] < 1:
+                    raise UsageError(f"{name} buckets must be increasing positive sizes, got {sizes}")
+            if self.audio_buckets[-1] > features.N_FRAMES_30S:
+                raise UsageError(f"audio buckets cannot exceed {features.N_FRAMES_30S} mel frames (30 s)")
+            if self.decoder_chunk < 1 or self.kv_capacity < 2 * self.decoder_chunk or self.projector_chunk < 1:
+                raise UsageError("static decoder needs chunk >= 1 and a KV capacity of at least two chunks")
 
 
 def _prepare_out(out: Path, force: bool, need_bytes: int) -> None:
@@ -81,7 +93,9 @@ def self_test_input(cfg, seconds: float, seed: int = 0) -> tuple[str, np.ndarray
 
 def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: dict[str, Any],
                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Write the bundle for `model` (a LlamaSMoP in fp32) and `tokenizer` (with the AVSR tokens)."""
+    """Write the bundle for `model` (a LlamaSMoP, in its checkpoint's dtype: each stage is cast to fp32
+    only while its graph is built) and `tokenizer` (with the AVSR tokens). Parity is then measured
+    against the fp32 model."""
     from smop_edge.models.reference import ReferenceRecognizer
     from smop_edge.runtime.recognizer import Recognizer
 
@@ -99,7 +113,7 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
 
     tokenizer.save(out / "tokenizer.json")
     emb_dtype = np.float32 if options.llm == "fp32" else np.float16
-    np.save(out / "embed_tokens.npy", model.llm.get_input_embeddings().weight.detach().numpy().astype(emb_dtype))
+    np.save(out / "embed_tokens.npy", model.llm.get_input_embeddings().weight.detach().float().numpy().astype(emb_dtype))
     task, audio, frames = self_test_input(cfg, options.self_test_seconds)
     np.savez(out / SELF_TEST_FILE, **{k: v for k, v in (("audio", audio), ("frames", frames)) if v is not None})
 
@@ -123,8 +137,12 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
         "quantization": {"experts": options.experts, "router": "fp32", "layer_norm": "fp32", "llm": options.llm,
                          "encoders": options.encoders},
         "self_test": {"file": SELF_TEST_FILE, "task": task, "max_new_tokens": options.self_test_tokens},
+        "static": {"audio_buckets": list(options.audio_buckets) if options.audio_mode == "fast" else [3000],
+                   "video_buckets": list(options.video_buckets), "projector_chunk": options.projector_chunk,
+                   "decoder_chunk": options.decoder_chunk, "kv_capacity": options.kv_capacity}
+                  if options.static else None,
     }
-    ref = ReferenceRecognizer(model, tokenizer, options.audio_mode)
+    ref = ReferenceRecognizer(model.float(), tokenizer, options.audio_mode)
     manifest["tokenizer"]["special_ids"] = asdict(ref.ids)
     _write_manifest(out, manifest)
 

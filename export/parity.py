@@ -17,7 +17,7 @@ from smop_edge.runtime import features
 from smop_edge.runtime.compression import compress
 from smop_edge.runtime.decoding import DecodingOptions, decode
 from smop_edge.runtime.prompt import TASK_MODALITIES
-from smop_edge.runtime.recognizer import GraphStepper, Recognizer
+from smop_edge.runtime.recognizer import Recognizer
 
 ROUTING_MARGIN = 1e-3
 
@@ -52,23 +52,18 @@ def measure(ref: ReferenceRecognizer, rec: Recognizer, audio: np.ndarray | None,
     enc: dict[str, torch.Tensor] = {}
     if "video" in need:
         ref_v = m.encode_video(torch.from_numpy(frames)[None])
-        got_v = rec.sessions["video_encoder"].run({"frames": frames[None]})["video_features"]
-        out["video_encoder"] = {"max_abs_error": _err(got_v, ref_v.numpy())}
+        out["video_encoder"] = {"max_abs_error": _err(rec.encode_video(frames), ref_v[0].numpy())}
         enc["video"] = ref_v
     if "audio" in need:
         a_in = features.align_audio_to_video(audio, frames.shape[0]) if "video" in need else audio
         mel, keep = features.audio_encoder_input(a_in, cfg.audio_encoder.mel_bins, rec.faithful)
         ref_a = m.encode_audio(torch.from_numpy(mel)[None], keep, rec.faithful)
-        got_a = rec.sessions["audio_encoder"].run({"mel": mel[None]})["audio_features"][:, :keep]
-        out["audio_encoder"] = {"max_abs_error": _err(got_a, ref_a.numpy())}
+        out["audio_encoder"] = {"max_abs_error": _err(rec.encode_audio(a_in), ref_a[0].numpy())}
         enc["audio"] = ref_a
     out["projector"] = _projector_parity(ref, rec, enc, extra_tokens, seed)
     # decoder: the reference prefix through both decoders, then greedy decoding end to end
     task, prefix, _ = ref.prepare(audio, frames, task)
-    llm = cfg.llm
-    got_steps = GraphStepper(rec.sessions["decoder"], rec.embeddings, prefix.numpy(), llm.layers, llm.kv_heads,
-                             llm.head_dim)
-    out["decoder"] = {"max_abs_error": _err(got_steps.prefill(), TorchStepper(m.llm, prefix).prefill()),
+    out["decoder"] = {"max_abs_error": _err(rec.stepper(prefix.numpy()).prefill(), TorchStepper(m.llm, prefix).prefill()),
                       "prefill_length": int(prefix.shape[1])}
     eos = {ref.ids.eos}
     opts = DecodingOptions(max_new_tokens=max_new_tokens)
@@ -109,20 +104,20 @@ def _projector_parity(ref: ReferenceRecognizer, rec: Recognizer, enc: dict[str, 
                       extra_tokens: int, seed: int) -> dict[str, Any]:
     m, cfg = ref.model, ref.model.cfg
     rng = np.random.default_rng(seed)
-    feeds, ref_out, ref_probs = {}, {}, {}
+    tokens, ref_out, ref_probs = {}, {}, {}
     for modality in ("audio", "video"):
         if not getattr(cfg, f"has_{modality}"):
             continue
         comp = getattr(cfg, f"{modality}_compression")
         width = cfg.projector_input_dim(modality)
-        tokens = [rng.standard_normal((extra_tokens, width)).astype(np.float32)]
+        parts = [rng.standard_normal((extra_tokens, width)).astype(np.float32)]
         if modality in enc:
-            tokens.insert(0, compress(enc[modality][0].numpy(), comp.mode, comp.rate))
-        x = np.concatenate(tokens)
-        feeds[f"{modality}_tokens"] = x
+            parts.insert(0, compress(enc[modality][0].numpy(), comp.mode, comp.rate))
+        x = np.concatenate(parts)
+        tokens[modality] = x
         proj_out, probs = _torch_projector(m, modality, torch.from_numpy(x))
         ref_out[modality], ref_probs[modality] = proj_out, probs
-    got = rec.sessions["projector"].run(feeds)
+    got = rec.project(tokens)
     result: dict[str, Any] = {"max_abs_error": max(_err(got[f"{k}_embeds"], v) for k, v in ref_out.items())}
     if cfg.projector.kind == "smop":
         for modality, probs in ref_probs.items():

@@ -3,6 +3,8 @@ OpenVINO IR. ONNX graphs are always built first; OpenVINO IR is converted from t
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import tempfile
 import time
 from pathlib import Path
@@ -13,43 +15,96 @@ import onnx
 from smop_edge.models.llama_smop import LlamaSMoP
 
 from .decoder_graph import export_decoder
-from .encoder_graphs import export_audio_encoder, export_video_encoder
+from .encoder_graphs import export_audio_encoder, export_video_encoder, share_weights
 from .projector_graph import build_projector
 from .weight_compression import compress_onnx, compress_openvino
 
+Build = Callable[[Path], Path]
+
+# which model parts each stage's graph is built from
+STAGE_MODULES = {"audio_encoder": ("audio_encoder",), "video_encoder": ("video_encoder",),
+                 "projector": ("audio_proj", "video_proj", "audiovisual_proj"), "decoder": ("llm",)}
+
+
+@contextlib.contextmanager
+def in_float32(model: LlamaSMoP, stage: str):
+    """Cast only the parts `stage` needs to fp32 while its graph is built, then back: a bf16
+    checkpoint is never held in fp32 as a whole during export (bf16 -> fp32 -> bf16 is exact)."""
+    parts = [getattr(model, n) for n in STAGE_MODULES[stage] if getattr(model, n, None) is not None]
+    dtypes = [next(p.parameters()).dtype for p in parts]
+    for part in parts:
+        part.float()
+    try:
+        yield
+    finally:
+        for part, dtype in zip(parts, dtypes):
+            part.to(dtype)
+        gc.collect()
+
+
+def _plan(model: LlamaSMoP, options) -> list[tuple[str, int | None, Build, str]]:
+    """(stage, bucket size or None, builder, quantization) for every graph file of the bundle."""
+    cfg = model.cfg
+    faithful = options.audio_mode == "faithful"
+    plan: list[tuple[str, int | None, Build, str]] = []
+    if cfg.has_audio:
+        if options.static and not faithful:
+            plan += [("audio_encoder", b, (lambda p, b=b: export_audio_encoder(model, p, False, b)), options.encoders)
+                     for b in options.audio_buckets]
+        else:  # faithful mode is static already: exactly 3000 mel frames
+            plan.append(("audio_encoder", None, lambda p: export_audio_encoder(model, p, faithful), options.encoders))
+    if cfg.has_video:
+        if options.static:
+            plan += [("video_encoder", b, (lambda p, b=b: export_video_encoder(model, p, b)), options.encoders)
+                     for b in options.video_buckets]
+        else:
+            plan.append(("video_encoder", None, lambda p: export_video_encoder(model, p), options.encoders))
+    chunk = options.projector_chunk if options.static else None
+    plan.append(("projector", None, lambda p: _save(build_projector(
+        model, options.experts, {"audio": chunk, "video": chunk} if chunk else None), p), options.experts))
+    static_decoder = {"chunk": options.decoder_chunk, "capacity": options.kv_capacity} if options.static else None
+    plan.append(("decoder", None, lambda p: export_decoder(model, p, static_decoder), options.llm))
+    return plan
+
 
 def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], None]) -> dict[str, Any]:
-    """Write one graph per stage into `out`; return the manifest's `stages` section."""
+    """Write one graph per stage (one per bucket for static encoders) into `out`; return the
+    manifest's `stages` section."""
     cfg = model.cfg
-    plan: list[tuple[str, Callable[[Path], Path], str]] = []
-    if cfg.has_audio:
-        plan.append(("audio_encoder", lambda p: export_audio_encoder(model, p, options.audio_mode == "faithful"),
-                     options.encoders))
-    if cfg.has_video:
-        plan.append(("video_encoder", lambda p: export_video_encoder(model, p), options.encoders))
-    plan.append(("projector", lambda p: _save(build_projector(model, options.experts), p), options.experts))
-    plan.append(("decoder", lambda p: export_decoder(model, p), options.llm))
+    plan = _plan(model, options)
     stages: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         work = out if options.format == "onnx" else Path(tmp)
-        for i, (name, build, quant) in enumerate(plan, 1):
+        first_bucket: dict[str, Path] = {}
+        for i, (name, bucket, build, quant) in enumerate(plan, 1):
             t0 = time.perf_counter()
-            log(f"[{i}/{len(plan)}] {name}: exporting ({quant}, {options.format})")
-            onnx_path = build(work / f"{name}.onnx")
+            what = f"{name}" + (f" (bucket {bucket})" if bucket else "")
+            log(f"[{i}/{len(plan)}] {what}: exporting ({quant}, {options.format})")
+            stem = f"{name}.{bucket}" if bucket else name
+            with in_float32(model, name):
+                onnx_path = build(work / f"{stem}.onnx")
             spec = _io_spec(onnx_path)
-            whole_graph_bits = {"int8": 8, "int4": 4}.get(quant) if name != "projector" else None
+            bits = {"int8": 8, "int4": 4}.get(quant) if name != "projector" else None
             if options.format == "onnx":
-                if whole_graph_bits:
-                    compress_onnx(onnx_path, whole_graph_bits)
+                if bits:
+                    compress_onnx(onnx_path, bits)
+                elif bucket and name in first_bucket:
+                    share_weights(first_bucket[name], onnx_path)
+                first_bucket.setdefault(name, onnx_path)
                 file = onnx_path.name
             else:
-                file = _to_openvino(onnx_path, out / f"{name}.xml", whole_graph_bits)
-            stages[name] = {"file": file, **spec, "quantization": quant}
+                file = _to_openvino(onnx_path, out / f"{stem}.xml", bits)
+            entry = {"file": file, **spec}
+            if bucket:
+                stages.setdefault(name, {"quantization": quant, "buckets": []})["buckets"].append(
+                    {"size": bucket, **entry})
+            else:
+                stages[name] = {**entry, "quantization": quant}
             if name == "projector":
                 stages[name]["quantization"] = {"experts": quant, "router": "fp32", "layer_norm": "fp32"}
                 stages[name]["input_widths"] = {m: cfg.projector_input_dim(m) for m in ("audio", "video")
                                                 if getattr(cfg, f"has_{m}")}
-            log(f"[{i}/{len(plan)}] {name}: done in {time.perf_counter() - t0:.1f} s")
+            log(f"[{i}/{len(plan)}] {what}: done in {time.perf_counter() - t0:.1f} s")
     return stages
 
 

@@ -13,8 +13,9 @@ import torch
 
 def export_module(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path,
                   input_names: list[str], output_names: list[str],
-                  dynamic: dict[str, dict[int, tuple[str, int, int]]] | None = None) -> Path:
-    """Export `module` to `path` (weights inline; external data for graphs over 2 GB).
+                  dynamic: dict[str, dict[int, tuple[str, int, int]]] | None = None,
+                  external_data: bool | None = None) -> Path:
+    """Export `module` to `path`; weights go to an external file when asked or when over 2 GB.
 
     `dynamic` maps an input name to {axis: (dim name, min, max)}; axes not listed are static.
     """
@@ -32,7 +33,9 @@ def export_module(module: torch.nn.Module, example: tuple[torch.Tensor, ...], pa
         program = torch.onnx.export(module.eval(), example, dynamo=True, input_names=input_names,
                                     output_names=output_names, dynamic_shapes=shapes, optimize=True,
                                     verbose=False)
-    program.save(str(path), external_data=_too_big_for_protobuf(module))
+    if external_data is None:
+        external_data = _too_big_for_protobuf(module)
+    program.save(str(path), external_data=external_data)
     return path
 
 

@@ -18,10 +18,14 @@ def compress_onnx(path: Path, bits: int, block_size: int = 32) -> None:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    before = onnx.load(str(path), load_external_data=False)
+    old_data = {e.value for t in before.graph.initializer for e in t.external_data if e.key == "location"}
     model = onnx.load(str(path))
     quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=True)
     quantizer.process()
-    large = path.stat().st_size > LARGE_MODEL_BYTES
+    for name in old_data:  # the fp32 weights file is replaced, not left behind
+        (path.parent / name).unlink(missing_ok=True)
+    large = quantizer.model.model.ByteSize() > LARGE_MODEL_BYTES if not old_data else True
     quantizer.model.save_model_to_file(str(path), use_external_data_format=large)
 
 

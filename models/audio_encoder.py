@@ -35,14 +35,24 @@ class AudioEncoder(WhisperEncoder):
             return self(mel).last_hidden_state
         return self.forward_any_length(mel)
 
-    def forward_any_length(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward_any_length(self, mel: torch.Tensor, mel_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Whisper's encoder on any number of mel frames. With `mel_mask` [B, frames] (True = real),
+        padded frames are invisible: the output's real frames equal those of the unpadded input (so a
+        fixed-length bucket reproduces fast mode exactly)."""
         x = nn.functional.gelu(self.conv1(mel))
+        if mel_mask is not None:  # the unpadded conv2 would see zero padding here
+            x = x * mel_mask[:, None, :].to(x.dtype)
         x = nn.functional.gelu(self.conv2(x)).permute(0, 2, 1)
         if x.shape[1] > self.embed_positions.weight.shape[0]:
             raise ValueError(f"audio too long for the encoder: {x.shape[1]} frames > "
                              f"{self.embed_positions.weight.shape[0]} positions (30 s)")
         x = x + self.embed_positions.weight[: x.shape[1]]
+        attn = None
+        if mel_mask is not None:
+            valid = mel_mask[:, ::2]  # encoder frame j is real when mel frame 2j is
+            attn = torch.zeros(valid.shape, dtype=x.dtype).masked_fill(~valid, torch.finfo(x.dtype).min)
+            attn = attn[:, None, None, :].expand(-1, 1, x.shape[1], -1)
         for layer in self.layers:
-            out = layer(x, attention_mask=None, layer_head_mask=None)
+            out = layer(x, attention_mask=attn, layer_head_mask=None)
             x = out[0] if isinstance(out, tuple) else out
         return self.layer_norm(x)

@@ -64,6 +64,15 @@ def _attach_lora(attn: nn.Module, bottleneck: int, scale: float) -> None:
         base.__dict__["lora"] = (down, up, scale)
 
 
+def merged_weight(proj: nn.Linear) -> torch.Tensor:
+    """The weight of `proj` with its LoRA branch folded in (computed in fp32; the module is untouched)."""
+    with torch.no_grad():
+        if not isinstance(proj, LoRAProjection):
+            return proj.weight.detach().float()
+        down, up, scale = proj.__dict__["lora"]
+        return proj.weight.float() + (up.weight.float() @ down.weight.float()) * scale
+
+
 def merge_lora(llm: LlamaForCausalLM) -> None:
     """Fold every LoRA branch into `q_proj` / `v_proj` in place and drop the LoRA modules."""
     for layer in llm.model.layers:
@@ -72,10 +81,9 @@ def merge_lora(llm: LlamaForCausalLM) -> None:
             proj = getattr(attn, name)
             if not isinstance(proj, LoRAProjection):
                 continue
-            down, up, scale = proj.__dict__.pop("lora")
             with torch.no_grad():
-                delta = (up.weight.float() @ down.weight.float()) * scale
-                proj.weight.copy_((proj.weight.float() + delta).to(proj.weight.dtype))
+                proj.weight.copy_(merged_weight(proj).to(proj.weight.dtype))
+            proj.__dict__.pop("lora")
             proj.__class__ = nn.Linear
             delattr(attn, f"lora_down_{letter}")
             delattr(attn, f"lora_up_{letter}")

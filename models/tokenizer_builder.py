@@ -33,3 +33,23 @@ def train_base_tokenizer(texts: Iterable[str] = SAMPLE_TEXT, vocab_size: int = 3
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(list(texts), trainer)
     return tok
+
+
+def placeholder_tokenizer(size: int, tokens: TokensConfig | None = None) -> Tokenizer:
+    """A word-level stand-in with exactly `size` base tokens (BOS and EOS included), for random-weight
+    models at real scale (e.g. Llama 3's 128256) where the real tokenizer is not at hand. It encodes
+    whitespace-separated words it knows; it is for benchmarks and shape checks, not for text."""
+    tokens = tokens or TokensConfig()
+    words = {tokens.bos: 0, tokens.eos: 1, "[UNK]": 2}
+    base = [w for text in [*tokens.prompts.values(), *SAMPLE_TEXT] for w in text.replace(".", " .").split()]
+    for word in dict.fromkeys(base):
+        words.setdefault(word, len(words))
+    while len(words) < size:
+        words[f"tok{len(words)}"] = len(words)
+    if len(words) > size:
+        raise UsageError(f"placeholder tokenizer needs at least {len(words)} tokens")
+    tok = Tokenizer(models.WordLevel(words, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok.add_special_tokens([tokens.bos, tokens.eos])
+    return tok

@@ -1,11 +1,18 @@
 """Torch-free recognition over a bundle: features -> encoder graphs -> compression -> projector graph
--> prefix assembly -> decoder graph with a KV cache -> text. Mirrors the torch reference step by step."""
+-> prefix assembly -> decoder graph with a KV cache -> text. Mirrors the torch reference step by step.
+
+Static bundles (NPU variant) are driven through the same API: inputs are padded to the encoder's
+length bucket with a mask, projector tokens go through in fixed chunks, and the decoder runs fixed
+chunks against a fixed-capacity cache; the results equal the dynamic graphs'.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -32,7 +39,7 @@ class Transcript:
 
 
 class GraphStepper:
-    """`decoding.Stepper` over the decoder graph; token embeddings are looked up in numpy."""
+    """`decoding.Stepper` over the dynamic decoder graph; token embeddings are looked up in numpy."""
 
     def __init__(self, session: GraphSession, embeddings: np.ndarray, prefix: np.ndarray,
                  layers: int, kv_heads: int, head_dim: int) -> None:
@@ -55,74 +62,182 @@ class GraphStepper:
         self.keys, self.values = self.keys[:, rows], self.values[:, rows]
 
 
+class StaticGraphStepper:
+    """`decoding.Stepper` over the static decoder graph: fixed chunks, a fixed-capacity cache per
+    row, explicit positions (beam rows run one after another)."""
+
+    def __init__(self, session: GraphSession, embeddings: np.ndarray, prefix: np.ndarray, layers: int,
+                 kv_heads: int, head_dim: int, chunk: int, capacity: int) -> None:
+        self.session, self.embeddings, self.prefix = session, embeddings, prefix
+        self.chunk, self.capacity = chunk, capacity
+        empty = np.zeros((layers, 1, kv_heads, capacity, head_dim), np.float32)
+        self.rows = [(empty, empty.copy())]
+        self.length = 0
+
+    def _run(self, row: int, embeds: np.ndarray, position: int, index: int) -> np.ndarray:
+        if position + index >= self.capacity:
+            raise UsageError(f"input too long for the static decoder: {position + index + 1} positions > "
+                             f"KV capacity {self.capacity}")
+        padded = np.zeros((1, self.chunk, embeds.shape[-1]), np.float32)
+        padded[0, : embeds.shape[0]] = embeds
+        keys, values = self.rows[row]
+        out = self.session.run({"inputs_embeds": padded, "past_keys": keys, "past_values": values,
+                                "position": np.array([position], np.int64), "logit_index": np.array([index], np.int64)})
+        self.rows[row] = (out["present_keys"], out["present_values"])
+        return out["logits"][0]
+
+    def prefill(self) -> np.ndarray:
+        total = self.prefix.shape[1]
+        for start in range(0, total, self.chunk):
+            part = self.prefix[0, start:start + self.chunk]
+            logits = self._run(0, part, start, len(part) - 1)
+        self.length = total
+        return logits
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        logits = [self._run(r, np.asarray(self.embeddings[[t]], np.float32), self.length, 0)
+                  for r, t in enumerate(tokens)]
+        self.length += 1
+        return np.stack(logits)
+
+    def select(self, rows: np.ndarray) -> None:
+        self.rows = [self.rows[r] for r in rows]
+
+
+def _bucket(sizes: list[int], n: int, what: str) -> int:
+    for size in sizes:
+        if n <= size:
+            return size
+    raise UsageError(f"{what} of {n} frames is longer than the largest static bucket ({sizes[-1]}): split the input")
+
+
 class Recognizer:
     """The public runtime API: `Recognizer.from_bundle(path).transcribe(audio=..., frames=...)`."""
 
-    def __init__(self, bundle: Bundle, sessions: dict[str, GraphSession], tokenizer: TextTokenizer,
+    def __init__(self, bundle: Bundle, open_graph: Callable[[Path], GraphSession], tokenizer: TextTokenizer,
                  embeddings: np.ndarray) -> None:
-        self.bundle, self.sessions, self.tokenizer, self.embeddings = bundle, sessions, tokenizer, embeddings
+        self.bundle, self.tokenizer, self.embeddings = bundle, tokenizer, embeddings
+        self._open, self._sessions = open_graph, {}
         cfg = bundle.config
         self.tasks: list[str] = cfg["tasks"]
         self.faithful = bundle.manifest["audio_mode"] == "faithful"
+        self.static = bundle.manifest.get("static")
         tokens = cfg["tokens"]
         self.ids = SpecialIds.from_tokenizer(tokenizer, tokens["bos"], tokens["eos"], tokens["added"])
 
     @classmethod
     def from_bundle(cls, path: str | Path, backend: str = "onnxruntime", device: str = "CPU",
                     threads: int | None = None, precision: str = "f32", exact: bool = True) -> "Recognizer":
-        """Verify the bundle's sha256 sums, then load every graph on `backend`."""
+        """Verify the bundle's sha256 sums, then load graphs on `backend` (each when first needed)."""
         bundle = load_bundle(path, verify=True)
         fmt = bundle.manifest["format"]
         if backend == "onnxruntime" and fmt != "onnx":
             raise UsageError(f"bundle {path} holds {fmt} graphs; use --backend openvino")
-        sessions = {stage: open_session(bundle.stage_file(stage), backend, device, threads, precision, exact)
-                    for stage in bundle.stages}
-        emb = bundle.manifest["embeddings"]
-        embeddings = np.load(bundle.file(emb["file"]), mmap_mode="r")
+        open_graph = partial(open_session, backend=backend, device=device, threads=threads, precision=precision,
+                             exact=exact)
+        embeddings = np.load(bundle.file(bundle.manifest["embeddings"]["file"]), mmap_mode="r")
         tok = load_tokenizer(bundle.file(bundle.manifest["tokenizer"]["file"]),
                              expected_size=bundle.config["llm"]["vocab"])
-        return cls(bundle, sessions, tok, embeddings)
+        rec = cls(bundle, open_graph, tok, embeddings)
+        rec.session("projector")  # fail early on a graph the backend cannot load
+        return rec
 
+    def session(self, stage: str, bucket: int | None = None) -> GraphSession:
+        key = (stage, bucket)
+        if key not in self._sessions:
+            entry = self.bundle.stages[stage]
+            if bucket is not None:
+                entry = next(b for b in entry["buckets"] if b["size"] == bucket)
+            self._sessions[key] = self._open(self.bundle.file(entry["file"]))
+        return self._sessions[key]
+
+    # ---- stages ---------------------------------------------------------------------------------
+    def encode_video(self, frames: np.ndarray) -> np.ndarray:
+        """Normalised mouth crops [T, 88, 88] -> video features [T, d]."""
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.ndim != 3:
+            raise UsageError(f"mouth frames must be [T, H, W], got shape {frames.shape}")
+        t = frames.shape[0]
+        if not self.static:
+            return self.session("video_encoder").run({"frames": frames[None]})["video_features"][0]
+        size = _bucket(self.static["video_buckets"], t, "video")
+        padded = np.zeros((1, size) + frames.shape[1:], np.float32)
+        padded[0, :t] = frames
+        mask = np.arange(size)[None] >= t
+        return self.session("video_encoder", size).run({"frames": padded, "padding_mask": mask})["video_features"][0, :t]
+
+    def encode_audio(self, audio: np.ndarray, timings: dict[str, float] | None = None) -> np.ndarray:
+        """16 kHz mono audio -> the encoder frames the reference keeps [keep, d]."""
+        timings = {} if timings is None else timings
+        t0 = time.perf_counter()
+        try:
+            mel, keep = features.audio_encoder_input(audio, self.bundle.config["audio_encoder"]["mel_bins"],
+                                                     self.faithful)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        timings["features"] = _ms(t0)
+        t0 = time.perf_counter()
+        if self.static and not self.faithful:
+            n = mel.shape[1]
+            size = _bucket(self.static["audio_buckets"], n, "audio")
+            feeds = {"mel": np.pad(mel, ((0, 0), (0, size - n)))[None], "mel_mask": (np.arange(size) < n)[None]}
+            out = self.session("audio_encoder", size).run(feeds)
+        else:
+            out = self.session("audio_encoder").run({"mel": mel[None]})
+        timings["audio_encoder"] = _ms(t0)
+        return out["audio_features"][0, :keep]
+
+    def project(self, tokens: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Compressed tokens per modality -> `{m}_embeds` (and `{m}_router_probs` for SMoP)."""
+        stage = self.bundle.stages["projector"]
+        session = self.session("projector")
+        names = [m for m in ("audio", "video") if f"{m}_tokens" in session.input_names]
+        chunk = self.static["projector_chunk"] if self.static else None
+        longest = max(len(x) for x in tokens.values())
+        size = chunk or longest
+        results: dict[str, list[np.ndarray]] = {}
+        for start in range(0, longest, size):
+            feeds = {}
+            for m in names:  # a modality the task does not use gets zeros
+                x = tokens.get(m, np.zeros((0, stage["input_widths"][m]), np.float32))[start:start + size]
+                rows = size if chunk else max(len(x), 1)
+                feeds[f"{m}_tokens"] = np.pad(x, ((0, rows - len(x)), (0, 0))).astype(np.float32)
+            for key, value in session.run(feeds).items():
+                results.setdefault(key, []).append(value)
+        return {key: np.concatenate(parts)[: len(tokens[key.split("_")[0]])]
+                for key, parts in results.items() if key.split("_")[0] in tokens}
+
+    def stepper(self, prefix: np.ndarray):
+        llm = self.bundle.config["llm"]
+        dims = (llm["layers"], llm["kv_heads"], llm["head_dim"])
+        if self.static:
+            return StaticGraphStepper(self.session("decoder"), self.embeddings, prefix, *dims,
+                                      self.static["decoder_chunk"], self.static["kv_capacity"])
+        return GraphStepper(self.session("decoder"), self.embeddings, prefix, *dims)
+
+    # ---- whole utterance ------------------------------------------------------------------------
     def encode(self, audio: np.ndarray | None, frames: np.ndarray | None, task: str,
                timings: dict[str, float] | None = None) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
         """Encoders + compression + projector: (audio embeds [Na, H], video embeds [Nv, H], router probs)."""
         cfg = self.bundle.config
         timings = {} if timings is None else timings
         need = TASK_MODALITIES[task]
-        feeds = {}
+        tokens = {}
         if "video" in need:
-            frames = np.asarray(frames, dtype=np.float32)
-            if frames.ndim != 3:
-                raise UsageError(f"mouth frames must be [T, H, W], got shape {frames.shape}")
             t0 = time.perf_counter()
-            video = self.sessions["video_encoder"].run({"frames": frames[None]})["video_features"][0]
+            video = self.encode_video(frames)
             timings["video_encoder"] = _ms(t0)
-            vc = cfg["video_compression"]
-            feeds["video_tokens"] = compress(video, vc["mode"], vc["rate"])
+            tokens["video"] = compress(video, cfg["video_compression"]["mode"], cfg["video_compression"]["rate"])
         if "audio" in need:
             if "video" in need:
-                audio = features.align_audio_to_video(audio, frames.shape[0])
-            t0 = time.perf_counter()
-            try:
-                mel, keep = features.audio_encoder_input(audio, cfg["audio_encoder"]["mel_bins"], self.faithful)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-            timings["features"] = _ms(t0)
-            t0 = time.perf_counter()
-            enc = self.sessions["audio_encoder"].run({"mel": mel[None]})["audio_features"][0, :keep]
-            timings["audio_encoder"] = _ms(t0)
-            ac = cfg["audio_compression"]
-            feeds["audio_tokens"] = compress(enc, ac["mode"], ac["rate"])
-        proj = self.sessions["projector"]
-        for m in ("audio", "video"):  # a model input this task does not use gets one dummy token
-            if f"{m}_tokens" in proj.input_names and f"{m}_tokens" not in feeds:
-                feeds[f"{m}_tokens"] = np.zeros((1, self.bundle.stages["projector"]["input_widths"][m]), np.float32)
+                audio = features.align_audio_to_video(audio, len(frames))
+            enc = self.encode_audio(audio, timings)
+            tokens["audio"] = compress(enc, cfg["audio_compression"]["mode"], cfg["audio_compression"]["rate"])
         t0 = time.perf_counter()
-        out = proj.run(feeds)
+        out = self.project(tokens)
         timings["projector"] = _ms(t0)
         probs = {m: out[f"{m}_router_probs"] for m in need if f"{m}_router_probs" in out}
-        return (out["audio_embeds"] if "audio" in need else None,
-                out["video_embeds"] if "video" in need else None, probs)
+        return out.get("audio_embeds"), out.get("video_embeds"), probs
 
     def assemble_prefix(self, task: str, audio: np.ndarray | None, video: np.ndarray | None) -> np.ndarray:
         """[1, L, H]: token embeddings and projected tokens concatenated in the reference order."""
@@ -140,11 +255,8 @@ class Recognizer:
         timings: dict[str, float] = {}
         a, v, probs = self.encode(audio, frames, task, timings)
         prefix = self.assemble_prefix(task, a, v)
-        llm = self.bundle.config["llm"]
-        stepper = GraphStepper(self.sessions["decoder"], self.embeddings, prefix, llm["layers"], llm["kv_heads"],
-                               llm["head_dim"])
         t0 = time.perf_counter()
-        tokens = decode(stepper, {self.ids.eos}, options)
+        tokens = decode(self.stepper(prefix), {self.ids.eos}, options)
         timings["decoder"] = _ms(t0)
         return Transcript(self.tokenizer.decode(tokens), tokens, task, prefix.shape[1], timings,
                           {"router_probs": probs})

@@ -141,8 +141,8 @@ def test_bad_export_requests(tmp_path, make_checkpoint, base_tokenizer, capsys, 
     (full / "x").write_text("keep me")
     assert main(base + ["--out", str(full)]) == 2
     assert "not empty" in capsys.readouterr().err and (full / "x").exists()
-    assert main(base + ["--out", str(tmp_path / "s"), "--static"]) == 2
-    assert "--static" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "s"), "--static", "--video-buckets", "750,250"]) == 2
+    assert "increasing" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(base + ["--out", str(tmp_path / "f"), "--format", "tflite"])
     assert exc.value.code == 2
@@ -167,3 +167,35 @@ def test_verify_runs_without_torch(onnx_fp32):
     proc = subprocess.run([sys.executable, "-c", code, str(onnx_fp32[0])], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "pass" in proc.stdout
+
+
+def _walk_static(path) -> None:
+    """Every tensor of the graph has a static shape and no op has a data-dependent output shape."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    assert not model.is_dynamic(), path.name
+    for op in model.get_ops():
+        assert op.get_type_name() not in {"NonZero", "Unique", "Loop", "If", "NonMaxSuppression"}, op
+        for output in op.outputs():
+            assert output.get_partial_shape().is_static, (path.name, op.get_type_name(), output.get_partial_shape())
+
+
+def test_static_bundle_has_static_graphs_and_matches_the_reference(tmp_path_factory, make_checkpoint,
+                                                                   base_tokenizer):
+    out, manifest = _export(tmp_path_factory, make_checkpoint, base_tokenizer, "tiny-jejr", static=True,
+                            audio_mode="fast", experts="fp32", llm="fp32", audio_buckets=(100, 200),
+                            video_buckets=(30, 60), kv_capacity=128, decoder_chunk=4, projector_chunk=16)
+    graphs = sorted(out.glob("*.onnx"))
+    assert [g.name for g in graphs] == ["audio_encoder.100.onnx", "audio_encoder.200.onnx", "decoder.onnx",
+                                        "projector.onnx", "video_encoder.30.onnx", "video_encoder.60.onnx"]
+    for graph in graphs:
+        _walk_static(graph)
+    # buckets share one weights file per encoder
+    assert sorted(p.name for p in out.glob("*.data")) == ["audio_encoder.100.onnx.data", "video_encoder.30.onnx.data"]
+    p = manifest["parity"]
+    for stage in ("audio_encoder", "video_encoder", "projector", "decoder"):
+        assert p[stage]["max_abs_error"] < 1e-4, stage
+    _assert_end_to_end(manifest, exact=True)
+    assert manifest["static"]["kv_capacity"] == 128
+    assert main(["verify", str(out)]) == 0
