@@ -39,9 +39,12 @@ class ExportableDecoder(nn.Module):
     def __init__(self, llm) -> None:
         super().__init__()
         cfg = llm.config
-        self.layers, self.norm, self.lm_head = llm.model.layers, llm.model.norm, llm.lm_head
+        self.layers, self.norm = llm.model.layers, llm.model.norm
         self.q_weights = [merged_weight(layer.self_attn.q_proj) for layer in self.layers]
         self.v_weights = [merged_weight(layer.self_attn.v_proj) for layer in self.layers]
+        # [H, V] as stored, so that the output projection is a plain MatMul on an initializer (a
+        # Transpose in front of a 1 GB weight is not folded, and weight compression would skip it)
+        self.lm_head_t = llm.lm_head.weight.detach().float().t().contiguous()
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         rotary = llm.model.rotary_emb
         self.register_buffer("inv_freq", rotary.inv_freq.detach().clone().float(), persistent=False)
@@ -83,7 +86,7 @@ class ExportableDecoder(nn.Module):
         mask = torch.arange(past + length, device=inputs_embeds.device)[None, :] <= positions[:, None]
         x, keys, values = self._layers(inputs_embeds, cos, sin, mask, past_keys, past_values,
                                        lambda old, new: torch.cat([old, new], dim=2))
-        return self.lm_head(self.norm(x[:, -1])), keys, values
+        return torch.matmul(self.norm(x[:, -1]), self.lm_head_t), keys, values
 
     def empty_past(self, batch: int = 1, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.zeros(len(self.layers), batch, self.kv_heads, 0, self.head_dim, dtype=dtype)
@@ -107,7 +110,7 @@ class StaticExportableDecoder(ExportableDecoder):
 
         x, keys, values = self._layers(inputs_embeds, cos, sin, mask, past_keys, past_values, update)
         last = torch.index_select(x, 1, logit_index)[:, 0]
-        return self.lm_head(self.norm(last)), keys, values
+        return torch.matmul(self.norm(last), self.lm_head_t), keys, values
 
 
 def export_decoder(model, path: Path, static: dict | None = None) -> Path:

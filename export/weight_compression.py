@@ -30,10 +30,25 @@ def compress_onnx(path: Path, bits: int, block_size: int = 32) -> None:
 
 
 def compress_openvino(model, bits: int, group_size: int = 32):
-    """NNCF weight compression of an `openvino.Model`: int8 per channel or int4 in groups."""
+    """NNCF weight compression of an `openvino.Model`: int8 per channel, or int4 in groups of 32 (16 or
+    8 when a layer's input channels need it: NNCF requires the group size to divide them)."""
+    import contextlib
+    import logging
+    import sys
+
     import nncf
 
-    if bits == 8:
-        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
-    return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=group_size,
-                                 ratio=1.0, all_layers=True)
+    from .quantize import INT4_GROUP_SIZES
+
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(sys.stderr):  # NNCF draws tables and progress bars on stdout
+        if bits == 8:
+            return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
+        error: Exception | None = None
+        for group in (g for g in INT4_GROUP_SIZES if g <= group_size):
+            try:
+                return nncf.compress_weights(model.clone(), mode=nncf.CompressWeightsMode.INT4_SYM,
+                                             group_size=group, ratio=1.0, all_layers=True)
+            except Exception as exc:  # NNCF raises its own error types for indivisible channels
+                error = exc
+    raise RuntimeError(f"int4 compression failed for every group size: {error}")

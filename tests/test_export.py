@@ -109,7 +109,10 @@ def test_int8_experts_are_int8_on_disk_with_parity_in_the_manifest(tmp_path_fact
     assert not any(re.search(r"\.experts\.\d+\.[02]\.weight$", n) for n in inits)  # no float copies
     assert inits["audiovisual_proj.experts.0.3.weight"].data_type == onnx.TensorProto.FLOAT  # LayerNorm
     assert inits["audiovisual_proj.audio_gate.weight"].data_type == onnx.TensorProto.FLOAT
-    assert any(n.op_type == "MatMulNBits" for n in onnx.load(str(out / "decoder.onnx")).graph.node)
+    decoder = onnx.load(str(out / "decoder.onnx")).graph
+    float_weights = {t.name for t in decoder.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2}
+    assert any(n.op_type == "MatMulNBits" for n in decoder.node)
+    assert not [n.name for n in decoder.node if n.op_type in ("MatMul", "Gemm") and set(n.input) & float_weights]
     p = manifest["parity"]
     assert p["projector"]["routing_identical"] and p["projector"]["max_abs_error"] < 0.1
     assert 0.0 <= p["end_to_end"]["token_agreement"] <= 1.0
