@@ -155,6 +155,49 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- transcribe --------------------------------------------------------------------------------------
+DEMO_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "demo" / "bundle"
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from smop_edge.runtime.decoding import DecodingOptions
+    from smop_edge.runtime.transcribe import progress_bar, transcribe_media
+
+    from .formats import render
+
+    if args.backend == "torch":
+        if not (args.checkpoint and args.tokenizer):
+            raise UsageError("--backend torch needs --checkpoint CKPT and --tokenizer tokenizer.json")
+        from smop_edge.models.reference import ReferenceRecognizer  # the only torch import on this path
+
+        rec = ReferenceRecognizer.from_checkpoint(args.checkpoint, args.tokenizer, audio_mode=args.audio_mode)
+    else:
+        from smop_edge.runtime.recognizer import Recognizer
+
+        bundle = Path(args.bundle) if args.bundle else DEMO_BUNDLE
+        if not args.bundle and not (bundle / "manifest.json").exists():
+            raise UsageError("no --bundle given and the demo bundle is not installed (see the README)")
+        rec = Recognizer.from_bundle(bundle, backend=args.backend, device=args.device, threads=args.threads,
+                                     precision=args.precision)
+    options = DecodingOptions(beams=args.beams, max_new_tokens=args.max_new_tokens)
+    task = None if args.task == "auto" else args.task
+    results = []
+    for path in args.media:
+        result = transcribe_media(rec, path, task, args.roi, options, progress_bar(not args.quiet))
+        for warning in result.warnings:
+            print(f"smop-edge: warning: {path}: {warning}", file=sys.stderr)
+        results.append(result)
+        if not args.json:
+            if len(args.media) > 1 and args.format == "txt":
+                print(f"{path}: {render(result, 'txt')}")
+            else:
+                print(render(result, args.format))
+    if args.json:
+        data = [r.to_dict() for r in results]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+    return 0
+
+
 # ---- main -------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smop-edge", description="Llama-SMoP / Llama-AVSR on edge devices.")
@@ -214,6 +257,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="default: the bundle's format")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("transcribe", help="transcribe audio / video files with a bundle",
+                       description="Decode media, crop the mouth, and recognise speech with a bundle "
+                                   "(default: the demo bundle). Exit codes: 0 done, 2 usage, 3 unreadable "
+                                   "input, 4 invalid bundle, 5 input unsuitable for the model's tasks.")
+    p.add_argument("media", nargs="+", help="video (mp4, mkv, avi, mov, webm) or audio (wav, flac, mp3, ogg)")
+    p.add_argument("--bundle", help="bundle directory (default: the demo bundle)")
+    p.add_argument("--task", choices=["auto", "asr", "vsr", "avsr"], default="auto")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino", "torch"], default="onnxruntime")
+    p.add_argument("--device", default="CPU", help="OpenVINO device: CPU, NPU, GPU, AUTO")
+    p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32", help="OpenVINO inference precision")
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--roi", action="store_true", help="the video is a pre-cropped mouth ROI (96x96)")
+    p.add_argument("--format", choices=["txt", "srt", "vtt"], default="txt")
+    p.add_argument("--json", action="store_true", help="text, task, timings, real-time factor, segments")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint", help="--backend torch: the checkpoint")
+    p.add_argument("--tokenizer", help="--backend torch: the base LLM's tokenizer.json")
+    p.add_argument("--audio-mode", choices=["faithful", "fast"], default="faithful", help="--backend torch only")
+    p.set_defaults(func=cmd_transcribe)
     return parser
 
 

@@ -100,7 +100,7 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
     from smop_edge.runtime.recognizer import Recognizer
 
     from . import parity
-    from .stages import export_stages
+    from .stages import export_stages, release_memory
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     options.validate()
@@ -146,6 +146,7 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
     manifest["tokenizer"]["special_ids"] = asdict(ref.ids)
     _write_manifest(out, manifest)
 
+    release_memory()
     log("parity: running every graph against the torch reference")
     backend = "onnxruntime" if options.format == "onnx" else "openvino"
     rec = Recognizer.from_bundle(out, backend=backend)

@@ -26,6 +26,18 @@ STAGE_MODULES = {"audio_encoder": ("audio_encoder",), "video_encoder": ("video_e
                  "projector": ("audio_proj", "video_proj", "audiovisual_proj"), "decoder": ("llm",)}
 
 
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise), so that
+    one stage's multi-GB temporaries do not add to the next stage's peak."""
+    import ctypes
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 @contextlib.contextmanager
 def in_float32(model: LlamaSMoP, stage: str):
     """Cast only the parts `stage` needs to fp32 while its graph is built, then back: a bf16
@@ -39,7 +51,7 @@ def in_float32(model: LlamaSMoP, stage: str):
     finally:
         for part, dtype in zip(parts, dtypes):
             part.to(dtype)
-        gc.collect()
+        release_memory()
 
 
 def _plan(model: LlamaSMoP, options) -> list[tuple[str, int | None, Build, str]]:
@@ -104,6 +116,7 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
                 stages[name]["quantization"] = {"experts": quant, "router": "fp32", "layer_norm": "fp32"}
                 stages[name]["input_widths"] = {m: cfg.projector_input_dim(m) for m in ("audio", "video")
                                                 if getattr(cfg, f"has_{m}")}
+            release_memory()
             log(f"[{i}/{len(plan)}] {what}: done in {time.perf_counter() - t0:.1f} s")
     return stages
 

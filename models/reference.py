@@ -59,6 +59,10 @@ class ReferenceRecognizer:
             raise UsageError(f"tokenizer has {tokenizer.vocab_size} tokens, model {cfg.llm.vocab}")
         self.ids = SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)
 
+    @property
+    def tasks(self) -> list[str]:
+        return self.model.cfg.tasks
+
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, tokenizer: str | Path, overrides: dict | None = None,
                         audio_mode: str = "faithful") -> "ReferenceRecognizer":

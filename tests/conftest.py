@@ -57,3 +57,49 @@ class CheckpointFactory:
 @pytest.fixture(scope="session")
 def make_checkpoint(tmp_path_factory, base_vocab) -> CheckpointFactory:
     return CheckpointFactory(tmp_path_factory.mktemp("ckpt"), base_vocab)
+
+
+@pytest.fixture(scope="session")
+def dedr_bundle(tmp_path_factory, make_checkpoint, base_tokenizer):
+    """An fp32 ONNX bundle of the tiny DEDR model (it supports ASR, VSR and AVSR)."""
+    from smop_edge.export.bundle import ExportOptions, export_bundle
+    from smop_edge.models.checkpoint import load_model
+    from smop_edge.runtime.tokenizer import load_tokenizer
+
+    path, _ = make_checkpoint("tiny-dedr")
+    model, _ = load_model(path)
+    out = tmp_path_factory.mktemp("dedr") / "bundle"
+    export_bundle(model, load_tokenizer(base_tokenizer, expected_size=model.cfg.llm.vocab), out,
+                  ExportOptions(experts="fp32", llm="fp32"), {"checkpoint": path.name}, log=lambda _m: None)
+    return out
+
+
+def astronaut_clip(n_frames: int = 50, size: int = 512, canvas: tuple[int, int] | None = None, seed: int = 0):
+    """Frames of scikit-image's public-domain astronaut photo drifting a few pixels, optionally pasted
+    small into a larger canvas, with the face's true 2-D offset per frame."""
+    import cv2
+    import numpy as np
+    from skimage import data
+
+    img = cv2.resize(data.astronaut(), (size, size))
+    frames, shifts = [], []
+    for i in range(n_frames):
+        dx, dy = 3 * np.sin(i / 5), 2 * np.cos(i / 7)
+        moved = cv2.warpAffine(img, np.float32([[1, 0, dx], [0, 1, dy]]), (size, size), borderMode=cv2.BORDER_REFLECT)
+        if canvas:
+            frame = np.full((canvas[0], canvas[1], 3), 40, np.uint8)
+            frame[50:50 + size, 100:100 + size] = moved
+            moved = frame
+        frames.append(moved)
+        shifts.append((dx, dy))
+    return frames, np.array(shifts)
+
+
+def tone_bursts(seconds: float, rate: int = 16000, seed: int = 0):
+    """Speech-like test audio: 220 Hz bursts with pauses, plus a little noise."""
+    import numpy as np
+
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(seed)
+    on = (np.sin(2 * np.pi * 1.5 * t) > 0).astype(np.float32)
+    return (0.3 * np.sin(2 * np.pi * 220 * t) * on + 0.003 * rng.standard_normal(len(t))).astype(np.float32)

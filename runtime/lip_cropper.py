@@ -1,0 +1,285 @@
+"""Lip cropping with mediapipe Face Mesh (the models ship inside the mediapipe 0.10.21 wheel).
+
+Framing follows the reference preprocessing (auto_avsr, used by Llama-AVSR): a 4-DOF similarity
+transform maps stable landmarks (eye centres, nose base, mouth corners) of the temporally smoothed
+face onto the 68-point mean face (256 x 256 frame), and a 96 x 96 patch is cut centred on the mouth.
+For a mean-shaped face the mouth centroid lands at (48, 48) and the mouth is about 45 px wide; eyes
+are levelled and the scale follows the whole face, so mouth opening does not change it.
+Face Mesh points stand in for the 68-point scheme (eye rings for 36-41 / 42-47, 2 for 33, 61 / 291
+for 48 / 54, the lip rings for 48-67).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .lips import ROI_SIZE
+
+# mean-face targets (auto_avsr's 20words_mean_face, 256 x 256): right-eye centre, left-eye centre,
+# nose base (33), mouth corners (48, 54), and the mouth centroid (mean of 48-67)
+MEAN_FACE_STABLE = np.array([[102.07, 94.27], [156.36, 93.58], [128.87, 137.30], [107.17, 157.20],
+                             [152.19, 156.99]], np.float32)
+MEAN_FACE_MOUTH = np.array([129.31, 157.82], np.float32)
+
+RIGHT_EYE = [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246]
+LEFT_EYE = [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466]
+NOSE_BASE = 2
+MOUTH_CORNERS = (61, 291)
+LIPS = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
+        78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191]
+UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
+SMOOTH_WINDOW = 12  # frames, as the reference's window_margin
+
+
+def key_points(mesh: np.ndarray) -> np.ndarray:
+    """468 Face Mesh points [468, 2] -> the 5 stable points + mouth centroid [6, 2] (pixels)."""
+    return np.stack([mesh[RIGHT_EYE].mean(0), mesh[LEFT_EYE].mean(0), mesh[NOSE_BASE], mesh[MOUTH_CORNERS[0]],
+                     mesh[MOUTH_CORNERS[1]], mesh[LIPS].mean(0)]).astype(np.float32)
+
+
+def mouth_opening(mesh: np.ndarray) -> float:
+    """Inner-lip gap divided by the eye-centre distance (scale free)."""
+    eyes = np.linalg.norm(mesh[RIGHT_EYE].mean(0) - mesh[LEFT_EYE].mean(0))
+    return float(np.linalg.norm(mesh[UPPER_INNER_LIP] - mesh[LOWER_INNER_LIP]) / max(eyes, 1e-6))
+
+
+def crop_transform(points: np.ndarray) -> np.ndarray:
+    """2x3 similarity matrix taking image pixels to the 96 x 96 crop, from key points [6, 2]."""
+    import cv2
+
+    matrix, _ = cv2.estimateAffinePartial2D(points[:5], MEAN_FACE_STABLE, method=cv2.LMEDS)
+    if matrix is None:
+        raise ValueError("degenerate landmarks")
+    mouth = matrix[:, :2] @ points[5] + matrix[:, 2]
+    matrix[:, 2] += ROI_SIZE / 2 - mouth
+    return matrix
+
+
+def smooth(track: np.ndarray, causal: bool, window: int = SMOOTH_WINDOW) -> np.ndarray:
+    """Moving average of key points over time, centred (files) or trailing (live), then moved back onto
+    the current frame's centroid as the reference does: the shape (scale, rotation) is smoothed, the
+    position follows the face."""
+    out = np.empty_like(track)
+    half = window // 2
+    for t in range(len(track)):
+        lo, hi = (max(0, t - window + 1), t + 1) if causal else (max(0, t - half), min(len(track), t + half + 1))
+        out[t] = track[lo:hi].mean(0)
+    return out + (track.mean(axis=-2, keepdims=True) - out.mean(axis=-2, keepdims=True))
+
+
+def interpolate(track: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Fill frames without landmarks linearly between detections (copy at the ends)."""
+    idx = np.flatnonzero(found)
+    if idx.size == 0:
+        return track
+    t = np.arange(len(track))
+    flat = track.reshape(len(track), -1)
+    filled = np.stack([np.interp(t, idx, flat[idx, j]) for j in range(flat.shape[1])], axis=1)
+    return filled.reshape(track.shape).astype(np.float32)
+
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """mediapipe's C++ side (TFLite, absl) writes info lines straight to file descriptor 2; hide them
+    while it runs (SMOP_EDGE_DEBUG=1 keeps them)."""
+    if os.environ.get("SMOP_EDGE_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@dataclass
+class FaceTrack:
+    points: np.ndarray  # [T, 6, 2] key points (NaN where missing)
+    opening: np.ndarray  # [T] mouth opening (NaN where missing)
+    size: np.ndarray  # [T] eye distance in pixels (NaN where missing)
+
+    @property
+    def found(self) -> np.ndarray:
+        return ~np.isnan(self.opening)
+
+
+class FaceMeshDetector:
+    """Face Mesh landmarks for every face in a frame, small faces included.
+
+    Face Mesh's own detector only sees faces that fill much of the frame, so faces are found with the
+    full-range face detector (on the whole frame, then on overlapping tiles), and the mesh runs on a
+    crop around each face; later frames reuse the previous frame's boxes (tracking) and detection runs
+    again every `redetect_every` frames or when a face is lost."""
+
+    def __init__(self, max_faces: int = 4, redetect_every: int = 25) -> None:
+        import mediapipe as mp
+
+        self.max_faces, self.redetect_every = max_faces, redetect_every
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                     refine_landmarks=False, min_detection_confidence=0.3)
+        self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+        self._boxes: list[tuple[float, float, float]] = []  # (centre x, centre y, side) per tracked face
+        self._since_detect = 0
+
+    def __call__(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """All faces in one RGB frame as [468, 2] pixel coordinates."""
+        rgb = np.ascontiguousarray(rgb)
+        self._since_detect += 1
+        faces = [f for f in (self._mesh_in(rgb, box) for box in self._boxes) if f is not None]
+        if len(faces) < len(self._boxes) or not faces or self._since_detect >= self.redetect_every:
+            self._since_detect = 0
+            known = [key_points(f)[5] for f in faces]
+            for box in self._detect(rgb):
+                if all(np.linalg.norm(np.array(box[:2]) - k) > box[2] / 3 for k in known):
+                    mesh = self._mesh_in(rgb, box)
+                    if mesh is not None:
+                        faces.append(mesh)
+                        known.append(key_points(mesh)[5])
+        faces = faces[: self.max_faces]
+        self._boxes = [self._box_of(f) for f in faces]
+        return faces
+
+    @staticmethod
+    def _box_of(mesh: np.ndarray) -> tuple[float, float, float]:
+        lo, hi = mesh.min(0), mesh.max(0)
+        centre = (lo + hi) / 2
+        return float(centre[0]), float(centre[1]), float((hi - lo).max())
+
+    def _mesh_in(self, rgb: np.ndarray, box: tuple[float, float, float]) -> np.ndarray | None:
+        """Mesh on a square crop of 1.6 x the face around `box`, mapped back to frame pixels."""
+        import cv2
+
+        h, w = rgb.shape[:2]
+        cx, cy, side = box
+        half = side * 0.8
+        x0, y0, x1, y1 = int(max(0, cx - half)), int(max(0, cy - half)), int(min(w, cx + half)), int(min(h, cy + half))
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return None
+        crop = cv2.resize(rgb[y0:y1, x0:x1], (256, 256), interpolation=cv2.INTER_LINEAR)
+        result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        pts = np.array([(p.x * 256, p.y * 256) for p in result.multi_face_landmarks[0].landmark], np.float32)
+        return pts * np.array([(x1 - x0) / 256, (y1 - y0) / 256], np.float32) + np.array([x0, y0], np.float32)
+
+    def _detect(self, rgb: np.ndarray) -> list[tuple[float, float, float]]:
+        """Face boxes from the full-range detector: whole frame, then overlapping tiles, merged."""
+        h, w = rgb.shape[:2]
+        boxes = self._detect_in(rgb, 0, 0)
+        tile = min(h, w) // 2
+        if not boxes and tile >= 64:
+            step = tile // 2
+            for y in range(0, max(1, h - step), step):
+                for x in range(0, max(1, w - step), step):
+                    boxes += self._detect_in(rgb[y:y + tile, x:x + tile], x, y)
+        merged: list[tuple[float, float, float]] = []
+        for box in sorted(boxes, key=lambda b: -b[2]):
+            if all(np.hypot(box[0] - m[0], box[1] - m[1]) > m[2] / 2 for m in merged):
+                merged.append(box)
+        return merged
+
+    def _detect_in(self, image: np.ndarray, x0: int, y0: int) -> list[tuple[float, float, float]]:
+        h, w = image.shape[:2]
+        found = self._detector.process(np.ascontiguousarray(image))
+        out = []
+        for det in found.detections or []:
+            b = det.location_data.relative_bounding_box
+            out.append((x0 + (b.xmin + b.width / 2) * w, y0 + (b.ymin + b.height / 2) * h,
+                        1.2 * max(b.width * w, b.height * h)))
+        return out
+
+    def close(self) -> None:
+        self._mesh.close()
+        self._detector.close()
+
+
+def track_faces(frames: list[np.ndarray] | np.ndarray, detector: FaceMeshDetector) -> list[FaceTrack]:
+    """Landmarks for every frame, linked into tracks by the nearest mouth between frames."""
+    tracks: list[dict] = []
+    n = len(frames)
+    for t, frame in enumerate(frames):
+        faces = detector(np.ascontiguousarray(frame))
+        taken: set[int] = set()
+        for mesh in faces:
+            pts, eyes = key_points(mesh), np.linalg.norm(mesh[RIGHT_EYE].mean(0) - mesh[LEFT_EYE].mean(0))
+            best, dist = None, np.inf
+            for i, tr in enumerate(tracks):
+                if i in taken or tr["last"] is None:
+                    continue
+                d = np.linalg.norm(tr["last"] - pts[5])
+                if d < dist and d < eyes * 1.5:
+                    best, dist = i, d
+            if best is None:
+                tracks.append({"points": np.full((n, 6, 2), np.nan, np.float32), "opening": np.full(n, np.nan),
+                               "size": np.full(n, np.nan), "last": None})
+                best = len(tracks) - 1
+            tr = tracks[best]
+            taken.add(best)
+            tr["points"][t], tr["opening"][t], tr["size"][t], tr["last"] = pts, mouth_opening(mesh), eyes, pts[5]
+    return [FaceTrack(tr["points"], tr["opening"], tr["size"]) for tr in tracks]
+
+
+def choose_speaker(tracks: list[FaceTrack], audio_energy: np.ndarray | None = None) -> FaceTrack | None:
+    """The track whose mouth motion follows the audio (correlation of opening with the audio energy
+    envelope at 25 fps); without audio, or to break ties, the largest face seen longest."""
+    tracks = [t for t in tracks if t.found.sum() >= max(3, 0.1 * len(t.found))]
+    if not tracks:
+        return None
+
+    def presence(t: FaceTrack) -> float:
+        return float(np.nansum(t.size))
+
+    if audio_energy is None or len(tracks) == 1:
+        return max(tracks, key=presence)
+
+    def follows(t: FaceTrack) -> float:
+        ok = t.found[: len(audio_energy)]
+        if ok.sum() < 3:
+            return -1.0
+        a, b = t.opening[: len(audio_energy)][ok], audio_energy[: len(ok)][ok]
+        if a.std() < 1e-6 or b.std() < 1e-6:
+            return 0.0
+        return float(np.corrcoef(a, b)[0, 1])
+
+    return max(tracks, key=lambda t: (round(follows(t), 2), presence(t)))
+
+
+def crop_mouths(frames: list[np.ndarray] | np.ndarray, audio: np.ndarray | None = None, causal: bool = False,
+                detector: FaceMeshDetector | None = None) -> tuple[np.ndarray, int]:
+    """RGB frames [T, H, W, 3] at 25 fps -> (96 x 96 RGB mouth crops [T, 96, 96, 3], frames where the
+    chosen face was found). With no face at all the crops are empty ([0, 96, 96, 3], 0)."""
+    import cv2
+
+    own = detector is None
+    with quiet_native_logs():
+        detector = detector or FaceMeshDetector()
+        try:
+            tracks = track_faces(frames, detector)
+        finally:
+            if own:
+                detector.close()
+    energy = None
+    if audio is not None and len(audio):
+        from .features import SAMPLES_PER_VIDEO_FRAME
+
+        n = min(len(frames), len(audio) // SAMPLES_PER_VIDEO_FRAME)
+        energy = np.sqrt((np.asarray(audio[: n * SAMPLES_PER_VIDEO_FRAME], np.float64).reshape(n, -1) ** 2).mean(1))
+    track = choose_speaker(tracks, energy)
+    if track is None:
+        return np.zeros((0, ROI_SIZE, ROI_SIZE, 3), np.uint8), 0
+    points = smooth(interpolate(track.points, track.found), causal)
+    crops = np.empty((len(frames), ROI_SIZE, ROI_SIZE, 3), np.uint8)
+    for t, frame in enumerate(frames):
+        crops[t] = cv2.warpAffine(np.ascontiguousarray(frame), crop_transform(points[t]), (ROI_SIZE, ROI_SIZE),
+                                  flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return crops, int(track.found.sum())

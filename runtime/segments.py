@@ -1,0 +1,61 @@
+"""Energy-based speech detection, used to split long inputs into segments no longer than the
+model's window at pauses. Short inputs stay whole, so they are transcribed exactly as the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .features import SAMPLE_RATE
+
+FRAME = 320  # 20 ms analysis frames
+
+
+def frame_energy_db(audio: np.ndarray) -> np.ndarray:
+    n = len(audio) // FRAME
+    if n == 0:
+        return np.zeros(0)
+    frames = np.asarray(audio[: n * FRAME], np.float64).reshape(n, FRAME)
+    return 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+
+
+def speech_mask(audio: np.ndarray) -> np.ndarray:
+    """Per 20 ms frame: True where the energy stands out from the quietest tenth of the input
+    (6 dB above it) and lies within 35 dB of the loudest parts."""
+    db = frame_energy_db(audio)
+    if db.size == 0:
+        return np.zeros(0, bool)
+    floor, peak = np.percentile(db, 10), np.percentile(db, 99)
+    if peak - floor < 6.0 or peak < -60.0:  # flat signal: silence or steady noise
+        return np.zeros(db.size, bool)
+    return db > max(floor + 6.0, peak - 35.0)
+
+
+def is_silent(audio: np.ndarray) -> bool:
+    return not speech_mask(audio).any()
+
+
+def split(audio: np.ndarray, max_seconds: float = 24.0, min_pause: float = 0.2) -> list[tuple[int, int]]:
+    """(start, end) sample ranges covering the input, each at most `max_seconds`, cut in the middle of
+    the longest pause available (else at the quietest frame). Inputs up to `max_seconds` stay whole."""
+    limit = int(max_seconds * SAMPLE_RATE)
+    if len(audio) <= limit:
+        return [(0, len(audio))]
+    db = frame_energy_db(audio)
+    speech = speech_mask(audio)
+    cuts, start = [], 0
+    min_frames = int(min_pause * SAMPLE_RATE / FRAME)
+    while len(audio) - start > limit:
+        lo, hi = start // FRAME + int(0.5 * limit / FRAME), (start + limit) // FRAME  # second half of the window
+        window = ~speech[lo:hi]
+        best, best_len, run = None, 0, 0
+        for i, quiet in enumerate(window):  # longest pause in the window: cut in its middle
+            run = run + 1 if quiet else 0
+            if run > best_len:
+                best, best_len = lo + i - run // 2, run
+        if best is None or best_len < min_frames:
+            best = lo + int(np.argmin(db[lo:hi]))
+        cut = best * FRAME
+        cuts.append((start, cut))
+        start = cut
+    cuts.append((start, len(audio)))
+    return cuts

@@ -1,0 +1,158 @@
+"""Transcribing media files: decode, choose the task, split long inputs at pauses, recognise each
+segment, and report text, segments with timestamps, per-stage timings and the real-time factor."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from . import lips, media, segments
+from .decoding import DecodingOptions
+from .errors import UnsuitableInputError
+from .features import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_FPS
+from .prompt import TASK_MODALITIES, pick_task
+
+MAX_SEGMENT_SECONDS = 24.0
+
+
+class Recognises(Protocol):
+    """What the file driver needs from a recognizer (runtime `Recognizer` or the torch reference)."""
+
+    tasks: list[str]
+
+    def transcribe(self, audio, frames, task, options): ...
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class FileTranscript:
+    path: str
+    text: str
+    task: str
+    duration: float
+    segments: list[Segment]
+    timings_ms: dict[str, float]
+    real_time_factor: float
+    frames_with_face: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mouth_frames(path: Path, roi: bool, audio: np.ndarray | None, start: float) -> tuple[np.ndarray | None, int]:
+    """Normalised 88x88 mouth frames at 25 fps and how many frames had the speaker's face. With `roi`
+    the video already is the mouth ROI (the reference datasets' 96x96 form); otherwise the face whose
+    mouth follows `audio` is cropped."""
+    frames = list(media.iter_video(path, start=start))
+    if not frames:
+        return None, 0
+    if roi:
+        return lips.normalize_rois(lips.resize_rois(np.stack(frames))), len(frames)
+    from .lip_cropper import crop_mouths
+
+    rois, found = crop_mouths(frames, audio)
+    return (lips.normalize_rois(rois) if found else None), found
+
+
+def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None, roi: bool = False,
+                     options: DecodingOptions | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> FileTranscript:
+    """Recognise one media file; `task` None picks AVSR / ASR / VSR from what the file and model allow."""
+    path = Path(path)
+    options = options or DecodingOptions()
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    started = time.perf_counter()
+    info = media.probe(path)
+    wants_video = any("video" in TASK_MODALITIES[t] for t in rec.tasks) and task != "asr"
+    wants_audio = any("audio" in TASK_MODALITIES[t] for t in rec.tasks) and task != "vsr"
+    audio = frames = None
+    t0 = time.perf_counter()
+    if info.has_audio and wants_audio:
+        audio = media.read_audio(path, info.start)
+        if len(audio) == 0:
+            audio = None
+    timings["media_decode"] = _ms(t0)
+    found = None
+    if info.has_video and wants_video:
+        t0 = time.perf_counter()
+        frames, found = mouth_frames(path, roi, audio, info.start)
+        timings["lip_crop"] = _ms(t0)
+        if frames is None:
+            warnings.append("no face found in the video")
+    try:
+        task = pick_task(rec.tasks, audio is not None, frames is not None, task)
+    except UnsuitableInputError as exc:
+        raise UnsuitableInputError(f"{path}: {exc}") from None
+    need = TASK_MODALITIES[task]
+    n_frames = len(frames) if frames is not None else 0
+    duration = n_frames / VIDEO_FPS if "video" in need else len(audio) / SAMPLE_RATE
+    if "audio" in need and "video" in need:
+        audio = np.pad(audio[: n_frames * SAMPLES_PER_VIDEO_FRAME], (0, max(0, n_frames * SAMPLES_PER_VIDEO_FRAME - len(audio))))
+    if "audio" in need and segments.is_silent(audio) and "video" not in need:
+        warnings.append("no speech found (silence)")
+        return FileTranscript(str(path), "", task, duration, [], timings, _rtf(started, duration), found, warnings)
+    spans = _spans(audio if "audio" in need else None, n_frames)
+    results: list[Segment] = []
+    for i, (a, b) in enumerate(spans):
+        seg_audio = audio[a:b] if "audio" in need else None
+        seg_frames = frames[a // SAMPLES_PER_VIDEO_FRAME: b // SAMPLES_PER_VIDEO_FRAME] if "video" in need else None
+        out = rec.transcribe(seg_audio, seg_frames, task, options)
+        for stage, ms in getattr(out, "timings", {}).items():
+            timings[stage] = round(timings.get(stage, 0.0) + ms, 3)
+        results.append(Segment(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3), out.text))
+        if progress:
+            progress(i + 1, len(spans))
+    text = " ".join(s.text for s in results if s.text).strip()
+    return FileTranscript(str(path), text, task, round(duration, 3), results, timings, _rtf(started, duration),
+                          found, warnings)
+
+
+def _spans(audio: np.ndarray | None, n_frames: int) -> list[tuple[int, int]]:
+    """Sample ranges of at most 24 s; with video, cut on frame boundaries (640 samples)."""
+    if audio is None:
+        step = int(MAX_SEGMENT_SECONDS * VIDEO_FPS) * SAMPLES_PER_VIDEO_FRAME
+        total = n_frames * SAMPLES_PER_VIDEO_FRAME
+        return [(s, min(s + step, total)) for s in range(0, total, step)]
+    spans = segments.split(audio, MAX_SEGMENT_SECONDS)
+    if n_frames:
+        edges = sorted({min(round(x / SAMPLES_PER_VIDEO_FRAME) * SAMPLES_PER_VIDEO_FRAME, len(audio))
+                        for span in spans for x in span})
+        spans = [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+    return spans
+
+
+def _rtf(started: float, duration: float) -> float:
+    return round((time.perf_counter() - started) / duration, 4) if duration > 0 else 0.0
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+def progress_bar(enabled: bool) -> Callable[[int, int], None] | None:
+    """A one-line progress bar on stderr (only for a terminal)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] segment {done}/{total}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show

@@ -1,0 +1,149 @@
+"""`smop-edge transcribe` end to end on media files with a tiny bundle (random weights: the text is
+meaningless, but the three backends must agree token for token)."""
+
+import json
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+
+from conftest import astronaut_clip, tone_bursts
+from smop_edge.apps.cli import main
+from smop_edge.runtime.media import write_video
+
+
+def write_wav(path, audio, rate=16000, channels=1):
+    data = np.repeat(np.clip(audio, -1, 1)[:, None], channels, axis=1)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes((data * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("media")
+    frames, _ = astronaut_clip(40, size=256)
+    audio = tone_bursts(40 / 25)
+    noise = list(np.random.default_rng(0).integers(0, 255, (40, 96, 128, 3), dtype=np.uint8))
+    rois = [np.full((96, 96, 3), 100 + i, np.uint8) for i in range(40)]
+    return {
+        "face": write_video(root / "face.mp4", frames, 25, audio),
+        "noface": write_video(root / "noface.mp4", noise, 25, audio),
+        "mute_noface": write_video(root / "mute_noface.mp4", noise, 25),
+        "mute_face": write_video(root / "mute_face.mp4", frames, 25),
+        "roi": write_video(root / "roi.mp4", rois, 25, audio),
+        "wav": write_wav(root / "speech.wav", tone_bursts(1.5)),
+        "wav8k": write_wav(root / "speech8k.wav", tone_bursts(1.5, rate=8000), 8000, channels=2),
+        "silence": write_wav(root / "silence.wav", np.zeros(16000)),
+        "corrupt": _corrupt(root / "corrupt.mp4"),
+        "zero": _empty(root / "zero.mp4"),
+    }
+
+
+def _corrupt(path):
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    return path
+
+
+def _empty(path):
+    path.write_bytes(b"")
+    return path
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_video_with_a_face_runs_avsr_and_the_backends_agree(capsys, clips, dedr_bundle, make_checkpoint,
+                                                              base_tokenizer):
+    results = {}
+    for backend in ("onnxruntime", "openvino"):
+        code, out, err = run(capsys, "transcribe", clips["face"], "--bundle", dedr_bundle, "--backend", backend,
+                             "--json", "--max-new-tokens", "6")
+        assert code == 0, err
+        results[backend] = json.loads(out)
+    ckpt, _ = make_checkpoint("tiny-dedr")
+    code, out, err = run(capsys, "transcribe", clips["face"], "--backend", "torch", "--checkpoint", ckpt,
+                         "--tokenizer", base_tokenizer, "--json", "--max-new-tokens", "6")
+    assert code == 0, err
+    results["torch"] = json.loads(out)
+    assert {r["task"] for r in results.values()} == {"avsr"}
+    assert results["onnxruntime"]["frames_with_face"] == 40
+    assert results["onnxruntime"]["text"] == results["openvino"]["text"] == results["torch"]["text"]
+    r = results["onnxruntime"]
+    assert set(r["timings_ms"]) >= {"media_decode", "lip_crop", "features", "audio_encoder", "video_encoder",
+                                    "projector", "decoder"}
+    assert r["real_time_factor"] > 0 and r["segments"][0]["start"] == 0.0 and abs(r["duration"] - 1.6) < 0.05
+
+
+def test_task_fallbacks(capsys, clips, dedr_bundle):
+    code, out, err = run(capsys, "transcribe", clips["noface"], "--bundle", dedr_bundle, "--json",
+                         "--max-new-tokens", "3")
+    assert code == 0 and json.loads(out)["task"] == "asr" and "no face found" in err
+    code, out, _ = run(capsys, "transcribe", clips["mute_face"], "--bundle", dedr_bundle, "--json",
+                       "--max-new-tokens", "3")
+    assert code == 0 and json.loads(out)["task"] == "vsr"
+    code, out, _ = run(capsys, "transcribe", clips["roi"], "--roi", "--bundle", dedr_bundle, "--json",
+                       "--max-new-tokens", "3")
+    assert code == 0 and json.loads(out)["task"] == "avsr"
+    for key in ("wav", "wav8k"):
+        code, out, _ = run(capsys, "transcribe", clips[key], "--bundle", dedr_bundle, "--json", "--max-new-tokens", "3")
+        assert code == 0 and json.loads(out)["task"] == "asr"
+    code, out, err = run(capsys, "transcribe", clips["silence"], "--bundle", dedr_bundle, "--json")
+    assert code == 0 and json.loads(out)["text"] == "" and "silence" in err
+
+
+def test_subtitle_formats(capsys, clips, dedr_bundle):
+    code, out, _ = run(capsys, "transcribe", clips["wav"], "--bundle", dedr_bundle, "--format", "srt",
+                       "--max-new-tokens", "3")
+    assert code == 0 and out.startswith("1\n00:00:00,000 --> 00:00:01,500\n")
+    code, out, _ = run(capsys, "transcribe", clips["wav"], "--bundle", dedr_bundle, "--format", "vtt",
+                       "--max-new-tokens", "3")
+    assert code == 0 and out.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\n")
+
+
+@pytest.mark.parametrize("case,code,message", [
+    ("missing", 3, "file not found"), ("zero", 3, "empty file"), ("corrupt", 3, "cannot read"),
+    ("mute_noface", 5, "cannot feed"), ("vsr_on_audio", 5, "needs video"), ("no_bundle", 4, "not a smop-edge bundle"),
+    ("tampered", 4, "sha256 mismatch"),
+])
+def test_bad_inputs_end_with_one_line_and_the_right_exit_code(capsys, tmp_path, clips, dedr_bundle, case, code,
+                                                              message):
+    import shutil
+
+    bundle, media = dedr_bundle, clips.get(case, clips["wav"])
+    extra = []
+    if case == "missing":
+        media = tmp_path / "nope.mp4"
+    elif case == "vsr_on_audio":
+        extra = ["--task", "vsr"]
+    elif case == "no_bundle":
+        bundle = tmp_path
+    elif case == "tampered":
+        bundle = tmp_path / "b"
+        shutil.copytree(dedr_bundle, bundle)
+        with open(bundle / "projector.onnx", "ab") as f:
+            f.write(b"\x00")
+    got, _, err = run(capsys, "transcribe", media, "--bundle", bundle, *extra)
+    assert got == code and message in err
+    assert err.strip().splitlines()[-1].startswith("smop-edge: error:") and "Traceback" not in err
+
+
+def test_transcribe_works_with_torch_unimportable(clips, dedr_bundle):
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch' or name.startswith('torch.'):\n"
+            "            raise ImportError('torch is blocked in this test')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from smop_edge.apps.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", code, "transcribe", str(clips["face"]), "--bundle", str(dedr_bundle),
+                           "--json", "--max-new-tokens", "3"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["task"] == "avsr"
