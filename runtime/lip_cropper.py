@@ -258,6 +258,13 @@ def crop_mouths(frames: list[np.ndarray] | np.ndarray, audio: np.ndarray | None 
                 detector: FaceMeshDetector | None = None) -> tuple[np.ndarray, int]:
     """RGB frames [T, H, W, 3] at 25 fps -> (96 x 96 RGB mouth crops [T, 96, 96, 3], frames where the
     chosen face was found). With no face at all the crops are empty ([0, 96, 96, 3], 0)."""
+    crops, found, _ = crop_mouths_with_transforms(frames, audio, causal, detector)
+    return crops, found
+
+
+def crop_mouths_with_transforms(frames, audio=None, causal: bool = False, detector: FaceMeshDetector | None = None
+                                ) -> tuple[np.ndarray, int, list[np.ndarray]]:
+    """`crop_mouths` plus each frame's 2x3 image-to-crop transform (for previews)."""
     import cv2
 
     own = detector is None
@@ -276,10 +283,23 @@ def crop_mouths(frames: list[np.ndarray] | np.ndarray, audio: np.ndarray | None 
         energy = np.sqrt((np.asarray(audio[: n * SAMPLES_PER_VIDEO_FRAME], np.float64).reshape(n, -1) ** 2).mean(1))
     track = choose_speaker(tracks, energy)
     if track is None:
-        return np.zeros((0, ROI_SIZE, ROI_SIZE, 3), np.uint8), 0
+        return np.zeros((0, ROI_SIZE, ROI_SIZE, 3), np.uint8), 0, []
     points = smooth(interpolate(track.points, track.found), causal)
     crops = np.empty((len(frames), ROI_SIZE, ROI_SIZE, 3), np.uint8)
+    transforms = [crop_transform(p) for p in points]
     for t, frame in enumerate(frames):
-        crops[t] = cv2.warpAffine(np.ascontiguousarray(frame), crop_transform(points[t]), (ROI_SIZE, ROI_SIZE),
+        crops[t] = cv2.warpAffine(np.ascontiguousarray(frame), transforms[t], (ROI_SIZE, ROI_SIZE),
                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return crops, int(track.found.sum())
+    return crops, int(track.found.sum()), transforms
+
+
+def draw_crop_box(frame: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """The frame with the crop's outline (the 96 x 96 square mapped back into the image) drawn on it."""
+    import cv2
+
+    inverse = cv2.invertAffineTransform(transform)
+    square = np.array([[0, 0], [ROI_SIZE, 0], [ROI_SIZE, ROI_SIZE], [0, ROI_SIZE]], np.float32)
+    corners = (inverse[:, :2] @ square.T).T + inverse[:, 2]
+    out = np.ascontiguousarray(frame).copy()
+    cv2.polylines(out, [corners.round().astype(np.int32)], True, (0, 255, 0), max(1, frame.shape[0] // 240))
+    return out

@@ -147,3 +147,17 @@ def test_transcribe_works_with_torch_unimportable(clips, dedr_bundle):
                            "--json", "--max-new-tokens", "3"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["task"] == "avsr"
+
+
+def test_crop_writes_crops_and_a_preview(capsys, tmp_path, clips):
+    from smop_edge.runtime.media import iter_video, probe
+
+    out, overlay = tmp_path / "crops.mp4", tmp_path / "overlay.mp4"
+    code, text, err = run(capsys, "crop", clips["face"], "--out", out, "--overlay", overlay)
+    assert code == 0, err
+    assert "face found in 40/40 frames" in text
+    crops = list(iter_video(out))
+    assert len(crops) == 40 and crops[0].shape == (96, 96, 3)
+    assert probe(overlay).video_size == (256, 256)
+    code, _, err = run(capsys, "crop", clips["noface"], "--out", tmp_path / "n.mp4")
+    assert code == 5 and "no face found" in err
