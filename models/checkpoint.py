@@ -58,9 +58,12 @@ def _is_safetensors(path: Path) -> bool:
 
 def _torch_load(path: Path) -> Any:
     import argparse
+    import warnings
 
     # Lightning stores hyper-parameters as argparse.Namespace; that one class is safe to allow.
-    with torch.serialization.safe_globals([argparse.Namespace]):
+    # torch warns about pickle protocols on arbitrary bytes; our own error message says what matters.
+    with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as exc:
