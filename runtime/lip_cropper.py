@@ -303,3 +303,43 @@ def draw_crop_box(frame: np.ndarray, transform: np.ndarray) -> np.ndarray:
     out = np.ascontiguousarray(frame).copy()
     cv2.polylines(out, [corners.round().astype(np.int32)], True, (0, 255, 0), max(1, frame.shape[0] // 240))
     return out
+
+
+class LiveLipCropper:
+    """Frame-by-frame (causal) lip cropping for live captioning: `push(frame)` returns the 96 x 96 crop
+    of the tracked face at once, smoothing over the trailing window only. A missed frame reuses the last
+    landmarks; before any face is seen it returns None."""
+
+    def __init__(self, window: int = SMOOTH_WINDOW, detector: FaceMeshDetector | None = None) -> None:
+        self.window = window
+        with quiet_native_logs():
+            self._detector = detector or FaceMeshDetector()
+        self._history: list[np.ndarray] = []
+        self.found = 0
+
+    def push(self, frame: np.ndarray) -> np.ndarray | None:
+        import cv2
+
+        with quiet_native_logs():
+            faces = self._detector(frame)
+        if faces:
+            points = [key_points(f) for f in faces]
+            if self._history:  # stay with the face we were following
+                last = self._history[-1][5]
+                current = min(points, key=lambda p: float(np.linalg.norm(p[5] - last)))
+            else:  # start with the largest face
+                current = max(points, key=lambda p: float(np.linalg.norm(p[1] - p[0])))
+            self._history.append(current)
+            self.found += 1
+        elif self._history:
+            self._history.append(self._history[-1])
+        else:
+            return None
+        self._history = self._history[-self.window:]
+        track = np.stack(self._history)
+        smoothed = smooth(track, causal=True, window=self.window)[-1]
+        return cv2.warpAffine(np.ascontiguousarray(frame), crop_transform(smoothed), (ROI_SIZE, ROI_SIZE),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+    def close(self) -> None:
+        self._detector.close()

@@ -130,12 +130,59 @@ def iter_video(path: str | Path, fps: int = VIDEO_FPS, start: float | None = Non
                 tick += 1
 
 
+# (video codec, audio codec) per container we write; PyAV's own ffmpeg build has all of them
+VIDEO_CODECS = {".webm": ("libvpx", "libopus"), ".avi": ("mpeg4", "libmp3lame")}
+AUDIO_CODECS = {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame", ".ogg": "libopus", ".opus": "libopus",
+                ".m4a": "aac"}
+
+
+def _audio_stream(container, codec: str, sample_rate: int):
+    """Add a mono audio stream (before anything is muxed: the header lists every stream)."""
+    stream = container.add_stream(codec, rate=sample_rate)
+    stream.layout = "mono"
+    return stream
+
+
+def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> None:
+    import av
+    from fractions import Fraction
+
+    fmt = stream.codec_context.format.name  # the codec's own sample format; mono planar == packed
+    samples = np.clip(np.asarray(audio, np.float32).reshape(1, -1), -1, 1)
+    if fmt.startswith("s16"):
+        samples = (samples * 32767).astype(np.int16)
+    elif fmt.startswith("s32"):
+        samples = (samples * 2147483647).astype(np.int32)
+    chunk = stream.codec_context.frame_size or 1024
+    for start in range(0, samples.shape[1], chunk):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + chunk]), format=fmt,
+                                           layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write mono float audio as wav, flac, mp3, ogg (Opus) or m4a, by the file's extension."""
+    import av
+
+    path = Path(path)
+    codec = AUDIO_CODECS.get(path.suffix.lower())
+    if codec is None:
+        raise ValueError(f"cannot write {path.suffix} audio (choose from {', '.join(AUDIO_CODECS)})")
+    with av.open(str(path), "w") as container:
+        _encode_audio(container, _audio_stream(container, codec, sample_rate), audio, sample_rate)
+    return path
+
+
 def write_video(path: str | Path, frames: np.ndarray | list[np.ndarray], fps: float = VIDEO_FPS,
                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
                 times: list[float] | None = None) -> Path:
-    """Write RGB frames [T, H, W, 3] uint8 (and optional mono float audio) to an mp4 (MPEG-4 Part 2 +
-    AAC, codecs every ffmpeg build has). `times` gives each frame's start in seconds for a variable
-    frame rate; otherwise frames are 1 / fps apart."""
+    """Write RGB frames [T, H, W, 3] uint8 (and optional mono float audio) to mp4, mkv, mov, avi or webm
+    (MPEG-4 Part 2 + AAC / MP3, or VP8 + Opus for webm). `times` gives each frame's start in seconds
+    for a variable frame rate; otherwise frames are 1 / fps apart."""
     import av
     from fractions import Fraction
 
@@ -147,34 +194,24 @@ def write_video(path: str | Path, frames: np.ndarray | list[np.ndarray], fps: fl
     if times is not None and (len(times) != len(frames) or np.any(np.diff(np.round(np.asarray(times) * 1000)) <= 0)):
         raise ValueError("times must give one strictly increasing start (at 1 ms resolution) per frame")
     with av.open(str(path), "w") as container:
-        vstream = container.add_stream("mpeg4", rate=Fraction(fps).limit_denominator(1000))
+        vcodec, acodec = VIDEO_CODECS.get(path.suffix.lower(), ("mpeg4", "aac"))
+        vstream = container.add_stream(vcodec, rate=Fraction(fps).limit_denominator(1000))
         vstream.width, vstream.height = width - width % 2, height - height % 2
         vstream.pix_fmt = "yuv420p"
-        vstream.codec_context.time_base = Fraction(1, 1000)
-        vstream.options = {"qscale": "3"}
-        astream = None
-        if audio is not None:
-            astream = container.add_stream("aac", rate=sample_rate)
-            astream.layout = "mono"
+        # constant rate: one tick per frame (what AVI needs); variable rate: millisecond ticks
+        tick = Fraction(1, 1000) if times is not None else 1 / Fraction(fps).limit_denominator(1000)
+        vstream.codec_context.time_base = tick
+        vstream.options = {"qscale": "3"} if vcodec == "mpeg4" else {"crf": "10", "b": "2M"}
+        astream = _audio_stream(container, acodec, sample_rate) if audio is not None else None
         for i, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: vstream.height, : vstream.width]),
                                                format="rgb24")
-            frame.pts = int(round((times[i] if times is not None else i / fps) * 1000))
-            frame.time_base = Fraction(1, 1000)
+            frame.pts = int(round(times[i] * 1000)) if times is not None else i
+            frame.time_base = tick
             for packet in vstream.encode(frame):
                 container.mux(packet)
         for packet in vstream.encode(None):
             container.mux(packet)
         if astream is not None:
-            samples = np.asarray(audio, np.float32).reshape(1, -1)
-            chunk = 1024
-            for start in range(0, samples.shape[1], chunk):
-                part = np.ascontiguousarray(samples[:, start:start + chunk])
-                frame = av.AudioFrame.from_ndarray(part, format="flt", layout="mono")
-                frame.sample_rate, frame.pts = sample_rate, start
-                frame.time_base = Fraction(1, sample_rate)
-                for packet in astream.encode(frame):
-                    container.mux(packet)
-            for packet in astream.encode(None):
-                container.mux(packet)
+            _encode_audio(container, astream, audio, sample_rate)
     return path

@@ -86,3 +86,19 @@ def test_interpolation_smoothing_and_speaker_choice():
     silent = FaceTrack(np.zeros((50, 6, 2)), np.random.default_rng(0).uniform(0, 0.02, 50), np.full(50, 90.0))
     assert choose_speaker([silent, talking], energy) is talking  # follows the audio
     assert choose_speaker([silent, talking], None) is silent  # no audio: the largest face
+
+
+def test_live_cropper_matches_the_causal_file_path():
+    from smop_edge.runtime.lip_cropper import LiveLipCropper
+
+    frames, _ = astronaut_clip(20)
+    batch, found = crop_mouths(frames, causal=True)
+    live = LiveLipCropper()
+    pushed = [live.push(f) for f in frames]
+    live.close()
+    assert found == live.found == 20
+    diff = np.abs(np.stack(pushed).astype(int) - batch.astype(int))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 8  # same landmarks, same warp
+    blank = LiveLipCropper()
+    assert blank.push(np.zeros((120, 160, 3), np.uint8)) is None
+    blank.close()

@@ -76,3 +76,30 @@ def test_bad_media_raise_input_errors(tmp_path, case):
             list(media.iter_video(path))
         else:
             media.probe(path)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov", ".avi", ".webm"])
+def test_video_containers(tmp_path, suffix):
+    frames = np.zeros((25, 64, 64, 3), np.uint8)
+    for i in range(25):
+        frames[i, :, : 2 * i + 4] = 255
+    t = np.arange(16000) / 16000
+    path = media.write_video(tmp_path / f"clip{suffix}", frames, 25, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+    video = list(media.iter_video(path))
+    assert 25 <= len(video) <= 27  # the AVI muxer repeats the last frame up to the (padded) MP3's length
+    assert [int(round(((f[32, :, 0] > 128).sum() - 4) / 2)) for f in video[:25]] == list(range(25))
+    audio = media.read_audio(path)
+    spectrum = np.abs(np.fft.rfft(audio[2000:14000]))
+    assert abs(np.argmax(spectrum) * 16000 / 12000 - 440) < 5
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".mp3", ".ogg"])
+def test_audio_files(tmp_path, suffix):
+    t = np.arange(24000) / 16000
+    path = media.write_audio(tmp_path / f"a{suffix}", (0.4 * np.sin(2 * np.pi * 300 * t)).astype(np.float32))
+    info = media.probe(path)
+    assert info.has_audio and not info.has_video
+    audio = media.read_audio(path)
+    assert abs(len(audio) - 24000) < 1600  # codec padding
+    spectrum = np.abs(np.fft.rfft(audio[4000:20000]))
+    assert abs(np.argmax(spectrum) * 16000 / 16000 - 300) < 5
