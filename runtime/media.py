@@ -131,7 +131,7 @@ def iter_video(path: str | Path, fps: int = VIDEO_FPS, start: float | None = Non
 
 
 # (video codec, audio codec) per container we write; PyAV's own ffmpeg build has all of them
-VIDEO_CODECS = {".webm": ("libvpx", "libopus"), ".avi": ("mpeg4", "libmp3lame")}
+VIDEO_CODECS = {".webm": ("libvpx", "libopus"), ".avi": ("mpeg4", "pcm_s16le")}
 AUDIO_CODECS = {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame", ".ogg": "libopus", ".opus": "libopus",
                 ".m4a": "aac"}
 
@@ -181,7 +181,7 @@ def write_video(path: str | Path, frames: np.ndarray | list[np.ndarray], fps: fl
                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
                 times: list[float] | None = None) -> Path:
     """Write RGB frames [T, H, W, 3] uint8 (and optional mono float audio) to mp4, mkv, mov, avi or webm
-    (MPEG-4 Part 2 + AAC / MP3, or VP8 + Opus for webm). `times` gives each frame's start in seconds
+    (MPEG-4 Part 2 + AAC, PCM in AVI, or VP8 + Opus for webm). `times` gives each frame's start in seconds
     for a variable frame rate; otherwise frames are 1 / fps apart."""
     import av
     from fractions import Fraction

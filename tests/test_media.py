@@ -86,7 +86,7 @@ def test_video_containers(tmp_path, suffix):
     t = np.arange(16000) / 16000
     path = media.write_video(tmp_path / f"clip{suffix}", frames, 25, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
     video = list(media.iter_video(path))
-    assert 25 <= len(video) <= 27  # the AVI muxer repeats the last frame up to the (padded) MP3's length
+    assert 25 <= len(video) <= 26  # containers may pad the last frame to the (codec-padded) audio length
     assert [int(round(((f[32, :, 0] > 128).sum() - 4) / 2)) for f in video[:25]] == list(range(25))
     audio = media.read_audio(path)
     spectrum = np.abs(np.fft.rfft(audio[2000:14000]))
