@@ -207,14 +207,15 @@ def cmd_crop(args: argparse.Namespace) -> int:
     info = media.probe(args.media)
     if not info.has_video:
         raise UnsuitableInputError(f"{args.media} has no video track")
-    frames = list(media.iter_video(args.media, start=info.start))
     audio = media.read_audio(args.media, info.start) if info.has_audio else None
-    crops, found, transforms = crop_mouths_with_transforms(frames, audio)
+    crops, found, transforms = crop_mouths_with_transforms(lambda: media.iter_video(args.media, start=info.start),
+                                                           audio)
     if not found:
         raise UnsuitableInputError(f"{args.media}: no face found")
     media.write_video(args.out, crops, audio=audio)
     if args.overlay:
-        media.write_video(args.overlay, [draw_crop_box(f, m) for f, m in zip(frames, transforms)], audio=audio)
+        frames = media.iter_video(args.media, start=info.start)
+        media.write_video(args.overlay, (draw_crop_box(f, m) for f, m in zip(frames, transforms)), audio=audio)
     print(f"{args.out}: {len(crops)} mouth crops (96x96, 25 fps); face found in {found}/{len(crops)} frames")
     return 0
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,11 +204,13 @@ class FaceMeshDetector:
         self._detector.close()
 
 
-def track_faces(frames: list[np.ndarray] | np.ndarray, detector: FaceMeshDetector) -> list[FaceTrack]:
-    """Landmarks for every frame, linked into tracks by the nearest mouth between frames."""
+def track_faces(frames: Iterable[np.ndarray], detector: FaceMeshDetector) -> list[FaceTrack]:
+    """Landmarks for every frame (consumed once, so a decoder can stream them), linked into tracks by
+    the nearest mouth between frames. Only landmarks are kept."""
     tracks: list[dict] = []
-    n = len(frames)
+    n = 0
     for t, frame in enumerate(frames):
+        n = t + 1
         faces = detector(np.ascontiguousarray(frame))
         taken: set[int] = set()
         for mesh in faces:
@@ -220,13 +223,19 @@ def track_faces(frames: list[np.ndarray] | np.ndarray, detector: FaceMeshDetecto
                 if d < dist and d < eyes * 1.5:
                     best, dist = i, d
             if best is None:
-                tracks.append({"points": np.full((n, 6, 2), np.nan, np.float32), "opening": np.full(n, np.nan),
-                               "size": np.full(n, np.nan), "last": None})
+                tracks.append({"seen": {}, "last": None})
                 best = len(tracks) - 1
             tr = tracks[best]
             taken.add(best)
-            tr["points"][t], tr["opening"][t], tr["size"][t], tr["last"] = pts, mouth_opening(mesh), eyes, pts[5]
-    return [FaceTrack(tr["points"], tr["opening"], tr["size"]) for tr in tracks]
+            tr["seen"][t] = (pts, mouth_opening(mesh), eyes)
+            tr["last"] = pts[5]
+    result = []
+    for tr in tracks:
+        points, opening, size = np.full((n, 6, 2), np.nan, np.float32), np.full(n, np.nan), np.full(n, np.nan)
+        for t, (pts, op, eyes) in tr["seen"].items():
+            points[t], opening[t], size[t] = pts, op, eyes
+        result.append(FaceTrack(points, opening, size))
+    return result
 
 
 def choose_speaker(tracks: list[FaceTrack], audio_energy: np.ndarray | None = None) -> FaceTrack | None:
@@ -258,36 +267,40 @@ def crop_mouths(frames: list[np.ndarray] | np.ndarray, audio: np.ndarray | None 
                 detector: FaceMeshDetector | None = None) -> tuple[np.ndarray, int]:
     """RGB frames [T, H, W, 3] at 25 fps -> (96 x 96 RGB mouth crops [T, 96, 96, 3], frames where the
     chosen face was found). With no face at all the crops are empty ([0, 96, 96, 3], 0)."""
-    crops, found, _ = crop_mouths_with_transforms(frames, audio, causal, detector)
+    crops, found, _ = crop_mouths_with_transforms(lambda: iter(frames), audio, causal, detector)
     return crops, found
 
 
-def crop_mouths_with_transforms(frames, audio=None, causal: bool = False, detector: FaceMeshDetector | None = None
+def crop_mouths_with_transforms(frames: Callable[[], Iterable[np.ndarray]], audio: np.ndarray | None = None,
+                                causal: bool = False, detector: FaceMeshDetector | None = None
                                 ) -> tuple[np.ndarray, int, list[np.ndarray]]:
-    """`crop_mouths` plus each frame's 2x3 image-to-crop transform (for previews)."""
+    """Two passes over `frames()` (e.g. a video decoder, so full frames are never all in memory):
+    landmarks first, then the warp with the smoothed landmarks of the chosen speaker. Returns the
+    crops, the frames where the speaker's face was found and each frame's image-to-crop transform."""
     import cv2
 
     own = detector is None
     with quiet_native_logs():
         detector = detector or FaceMeshDetector()
         try:
-            tracks = track_faces(frames, detector)
+            tracks = track_faces(frames(), detector)
         finally:
             if own:
                 detector.close()
     energy = None
-    if audio is not None and len(audio):
+    n_frames = len(tracks[0].found) if tracks else 0
+    if audio is not None and len(audio) and n_frames:
         from .features import SAMPLES_PER_VIDEO_FRAME
 
-        n = min(len(frames), len(audio) // SAMPLES_PER_VIDEO_FRAME)
+        n = min(n_frames, len(audio) // SAMPLES_PER_VIDEO_FRAME)
         energy = np.sqrt((np.asarray(audio[: n * SAMPLES_PER_VIDEO_FRAME], np.float64).reshape(n, -1) ** 2).mean(1))
     track = choose_speaker(tracks, energy)
     if track is None:
         return np.zeros((0, ROI_SIZE, ROI_SIZE, 3), np.uint8), 0, []
     points = smooth(interpolate(track.points, track.found), causal)
-    crops = np.empty((len(frames), ROI_SIZE, ROI_SIZE, 3), np.uint8)
     transforms = [crop_transform(p) for p in points]
-    for t, frame in enumerate(frames):
+    crops = np.zeros((len(transforms), ROI_SIZE, ROI_SIZE, 3), np.uint8)
+    for t, frame in zip(range(len(transforms)), frames()):
         crops[t] = cv2.warpAffine(np.ascontiguousarray(frame), transforms[t], (ROI_SIZE, ROI_SIZE),
                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return crops, int(track.found.sum()), transforms

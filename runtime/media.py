@@ -3,7 +3,7 @@ brought to 25 fps (variable frame rate included) on the same time axis as the au
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,7 +177,7 @@ def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_R
     return path
 
 
-def write_video(path: str | Path, frames: np.ndarray | list[np.ndarray], fps: float = VIDEO_FPS,
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = VIDEO_FPS,
                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
                 times: list[float] | None = None) -> Path:
     """Write RGB frames [T, H, W, 3] uint8 (and optional mono float audio) to mp4, mkv, mov, avi or webm
@@ -186,12 +186,15 @@ def write_video(path: str | Path, frames: np.ndarray | list[np.ndarray], fps: fl
     import av
     from fractions import Fraction
 
+    import itertools
+
     path = Path(path)
-    frames = list(frames)
-    if not frames:
+    stream_in = iter(frames)  # frames are encoded as they come: a generator keeps memory flat
+    first = next(stream_in, None)
+    if first is None:
         raise ValueError("no frames to write")
-    height, width = frames[0].shape[:2]
-    if times is not None and (len(times) != len(frames) or np.any(np.diff(np.round(np.asarray(times) * 1000)) <= 0)):
+    height, width = first.shape[:2]
+    if times is not None and np.any(np.diff(np.round(np.asarray(times) * 1000)) <= 0):
         raise ValueError("times must give one strictly increasing start (at 1 ms resolution) per frame")
     with av.open(str(path), "w") as container:
         vcodec, acodec = VIDEO_CODECS.get(path.suffix.lower(), ("mpeg4", "aac"))
@@ -203,7 +206,7 @@ def write_video(path: str | Path, frames: np.ndarray | list[np.ndarray], fps: fl
         vstream.codec_context.time_base = tick
         vstream.options = {"qscale": "3"} if vcodec == "mpeg4" else {"crf": "10", "b": "2M"}
         astream = _audio_stream(container, acodec, sample_rate) if audio is not None else None
-        for i, image in enumerate(frames):
+        for i, image in enumerate(itertools.chain([first], stream_in)):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: vstream.height, : vstream.width]),
                                                format="rgb24")
             frame.pts = int(round(times[i] * 1000)) if times is not None else i

@@ -55,14 +55,13 @@ def mouth_frames(path: Path, roi: bool, audio: np.ndarray | None, start: float) 
     """Normalised 88x88 mouth frames at 25 fps and how many frames had the speaker's face. With `roi`
     the video already is the mouth ROI (the reference datasets' 96x96 form); otherwise the face whose
     mouth follows `audio` is cropped."""
-    frames = list(media.iter_video(path, start=start))
-    if not frames:
-        return None, 0
     if roi:
-        return lips.normalize_rois(lips.resize_rois(np.stack(frames))), len(frames)
-    from .lip_cropper import crop_mouths
+        rois = [lips.resize_rois(f[None])[0] for f in media.iter_video(path, start=start)]
+        return (lips.normalize_rois(np.stack(rois)), len(rois)) if rois else (None, 0)
+    from .lip_cropper import crop_mouths_with_transforms
 
-    rois, found = crop_mouths(frames, audio)
+    # two decoding passes (landmarks, then warp): full-resolution frames are never all held in memory
+    rois, found, _ = crop_mouths_with_transforms(lambda: media.iter_video(path, start=start), audio)
     return (lips.normalize_rois(rois) if found else None), found
 
 

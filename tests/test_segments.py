@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from conftest import tone_bursts
 from smop_edge.runtime import segments
@@ -22,3 +23,46 @@ def test_silence_and_steady_noise_hold_no_speech():
     assert segments.is_silent(np.zeros(16000, np.float32))
     assert segments.is_silent((0.01 * rng.standard_normal(32000)).astype(np.float32))
     assert not segments.is_silent(tone_bursts(2.0))
+
+
+def _flite(text: str, tmp_path):
+    import subprocess
+
+    from smop_edge.models.talking_face import parse_psdur
+    from smop_edge.runtime.media import read_audio
+
+    wav = tmp_path / f"{abs(hash(text))}.wav"
+    out = subprocess.run(["flite", "-t", text, "-psdur", "-o", str(wav)], capture_output=True, text=True, check=True)
+    return read_audio(wav), parse_psdur(out.stdout + out.stderr)
+
+
+def measure_vad(tmp_path, snr_db: float | None) -> dict:
+    """Frame-level speech detection against flite's phone labels (non-pause phones = speech) on
+    utterances joined by 0.4-1.2 s gaps, optionally with white noise at `snr_db`."""
+    rng = np.random.default_rng(0)
+    pieces, labels = [], []
+    for text in ["seven b four zero", "oh nine x", "k three three m q", "zero one two"]:
+        audio, phones = _flite(text, tmp_path)
+        label = np.zeros(len(audio) // segments.FRAME, bool)
+        start = 0.0
+        for phone, end in phones:
+            if phone != "pau":
+                label[int(start * 50): int(end * 50)] = True
+            start = end
+        gap = int(rng.uniform(0.4, 1.2) * 16000) // segments.FRAME * segments.FRAME
+        pieces += [audio[: len(label) * segments.FRAME], np.zeros(gap, np.float32)]
+        labels += [label, np.zeros(gap // segments.FRAME, bool)]
+    audio, label = np.concatenate(pieces), np.concatenate(labels)
+    if snr_db is not None:
+        noise = rng.standard_normal(len(audio))
+        scale = np.sqrt(np.mean(audio[np.repeat(label, segments.FRAME)] ** 2) / 10 ** (snr_db / 10))
+        audio = (audio + scale * noise).astype(np.float32)
+    got = segments.speech_mask(audio)[: len(label)]
+    return {"accuracy": float((got == label).mean()), "recall": float(got[label].mean()),
+            "false_alarm": float(got[~label].mean())}
+
+
+@pytest.mark.parametrize("snr_db,min_accuracy,min_recall", [(None, 0.9, 0.85), (10.0, 0.8, 0.6)])
+def test_speech_detection_against_phone_labels(tmp_path, snr_db, min_accuracy, min_recall):
+    m = measure_vad(tmp_path, snr_db)
+    assert m["accuracy"] >= min_accuracy and m["recall"] >= min_recall and m["false_alarm"] < 0.05, m

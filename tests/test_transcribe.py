@@ -161,3 +161,13 @@ def test_crop_writes_crops_and_a_preview(capsys, tmp_path, clips):
     assert probe(overlay).video_size == (256, 256)
     code, _, err = run(capsys, "crop", clips["noface"], "--out", tmp_path / "n.mp4")
     assert code == 5 and "no face found" in err
+
+
+def test_long_audio_is_split_into_timestamped_segments(capsys, tmp_path, dedr_bundle):
+    path = write_wav(tmp_path / "long.wav", tone_bursts(30.0))
+    code, out, err = run(capsys, "transcribe", path, "--bundle", dedr_bundle, "--json", "--max-new-tokens", "2")
+    assert code == 0, err
+    result = json.loads(out)
+    spans = [(s["start"], s["end"]) for s in result["segments"]]
+    assert len(spans) == 2 and spans[0][0] == 0.0 and abs(spans[-1][1] - 30.0) < 0.01
+    assert all(b - a <= 24.0 for a, b in spans) and spans[0][1] == spans[1][0]
