@@ -204,13 +204,16 @@ class FaceMeshDetector:
         self._detector.close()
 
 
-def track_faces(frames: Iterable[np.ndarray], detector: FaceMeshDetector) -> list[FaceTrack]:
+def track_faces(frames: Iterable[np.ndarray], detector: FaceMeshDetector,
+                progress: Callable[[str, int], None] | None = None) -> list[FaceTrack]:
     """Landmarks for every frame (consumed once, so a decoder can stream them), linked into tracks by
     the nearest mouth between frames. Only landmarks are kept."""
     tracks: list[dict] = []
     n = 0
     for t, frame in enumerate(frames):
         n = t + 1
+        if progress and n % 25 == 0:
+            progress("lip crop", n)
         faces = detector(np.ascontiguousarray(frame))
         taken: set[int] = set()
         for mesh in faces:
@@ -272,7 +275,8 @@ def crop_mouths(frames: list[np.ndarray] | np.ndarray, audio: np.ndarray | None 
 
 
 def crop_mouths_with_transforms(frames: Callable[[], Iterable[np.ndarray]], audio: np.ndarray | None = None,
-                                causal: bool = False, detector: FaceMeshDetector | None = None
+                                causal: bool = False, detector: FaceMeshDetector | None = None,
+                                progress: Callable[[str, int], None] | None = None
                                 ) -> tuple[np.ndarray, int, list[np.ndarray]]:
     """Two passes over `frames()` (e.g. a video decoder, so full frames are never all in memory):
     landmarks first, then the warp with the smoothed landmarks of the chosen speaker. Returns the
@@ -283,7 +287,7 @@ def crop_mouths_with_transforms(frames: Callable[[], Iterable[np.ndarray]], audi
     with quiet_native_logs():
         detector = detector or FaceMeshDetector()
         try:
-            tracks = track_faces(frames(), detector)
+            tracks = track_faces(frames(), detector, progress)
         finally:
             if own:
                 detector.close()

@@ -51,7 +51,8 @@ class FileTranscript:
         return asdict(self)
 
 
-def mouth_frames(path: Path, roi: bool, audio: np.ndarray | None, start: float) -> tuple[np.ndarray | None, int]:
+def mouth_frames(path: Path, roi: bool, audio: np.ndarray | None, start: float,
+                 progress: Callable[[str, int], None] | None = None) -> tuple[np.ndarray | None, int]:
     """Normalised 88x88 mouth frames at 25 fps and how many frames had the speaker's face. With `roi`
     the video already is the mouth ROI (the reference datasets' 96x96 form); otherwise the face whose
     mouth follows `audio` is cropped."""
@@ -61,13 +62,14 @@ def mouth_frames(path: Path, roi: bool, audio: np.ndarray | None, start: float) 
     from .lip_cropper import crop_mouths_with_transforms
 
     # two decoding passes (landmarks, then warp): full-resolution frames are never all held in memory
-    rois, found, _ = crop_mouths_with_transforms(lambda: media.iter_video(path, start=start), audio)
+    rois, found, _ = crop_mouths_with_transforms(lambda: media.iter_video(path, start=start), audio,
+                                                 progress=progress)
     return (lips.normalize_rois(rois) if found else None), found
 
 
 def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None, roi: bool = False,
                      options: DecodingOptions | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> FileTranscript:
+                     progress: Progress | None = None) -> FileTranscript:
     """Recognise one media file; `task` None picks AVSR / ASR / VSR from what the file and model allow."""
     path = Path(path)
     options = options or DecodingOptions()
@@ -87,7 +89,9 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
     found = None
     if info.has_video and wants_video:
         t0 = time.perf_counter()
-        frames, found = mouth_frames(path, roi, audio, info.start)
+        expected = int(round(info.duration * VIDEO_FPS))
+        frames, found = mouth_frames(path, roi, audio, info.start,
+                                     (lambda stage, done: progress(stage, done, expected)) if progress else None)
         timings["lip_crop"] = _ms(t0)
         if frames is None:
             warnings.append("no face found in the video")
@@ -113,7 +117,7 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
             timings[stage] = round(timings.get(stage, 0.0) + ms, 3)
         results.append(Segment(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3), out.text))
         if progress:
-            progress(i + 1, len(spans))
+            progress("segments", i + 1, len(spans))
     text = " ".join(s.text for s in results if s.text).strip()
     return FileTranscript(str(path), text, task, round(duration, 3), results, timings, _rtf(started, duration),
                           found, warnings)
@@ -141,15 +145,23 @@ def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000.0, 3)
 
 
-def progress_bar(enabled: bool) -> Callable[[int, int], None] | None:
-    """A one-line progress bar on stderr (only for a terminal)."""
+Progress = Callable[[str, int, int], None]
+
+
+def progress_bar(enabled: bool) -> Progress | None:
+    """A one-line progress bar on stderr (only for a terminal): `show(stage, done, total)`."""
     if not enabled or not sys.stderr.isatty():
         return None
 
-    def show(done: int, total: int) -> None:
-        width = 30
+    current = {"stage": None}
+
+    def show(stage: str, done: int, total: int) -> None:
+        if current["stage"] not in (None, stage):
+            sys.stderr.write("\n")
+        current["stage"] = stage
+        width, total = 30, max(total, done, 1)
         filled = int(width * done / total)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] segment {done}/{total}")
+        sys.stderr.write(f"\r{stage:>12s} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()

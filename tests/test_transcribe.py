@@ -171,3 +171,26 @@ def test_long_audio_is_split_into_timestamped_segments(capsys, tmp_path, dedr_bu
     spans = [(s["start"], s["end"]) for s in result["segments"]]
     assert len(spans) == 2 and spans[0][0] == 0.0 and abs(spans[-1][1] - 30.0) < 0.01
     assert all(b - a <= 24.0 for a, b in spans) and spans[0][1] == spans[1][0]
+
+
+def test_progress_bar_on_a_terminal_only(monkeypatch, clips, dedr_bundle):
+    import io
+
+    from smop_edge.runtime.recognizer import Recognizer
+    from smop_edge.runtime.transcribe import progress_bar, transcribe_media
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    rec = Recognizer.from_bundle(dedr_bundle)
+    from smop_edge.runtime.decoding import DecodingOptions
+
+    transcribe_media(rec, clips["face"], options=DecodingOptions(max_new_tokens=2), progress=progress_bar(True))
+    shown = terminal.getvalue()
+    assert "lip crop" in shown and "segments [" in shown and shown.endswith("1/1\n")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert progress_bar(True) is None  # not a terminal
+    assert progress_bar(False) is None
