@@ -61,8 +61,10 @@ def measure(ref: ReferenceRecognizer, rec: Recognizer, audio: np.ndarray | None,
         out["audio_encoder"] = {"max_abs_error": _err(rec.encode_audio(a_in), ref_a[0].numpy())}
         enc["audio"] = ref_a
     out["projector"] = _projector_parity(ref, rec, enc, extra_tokens, seed)
-    # decoder: the reference prefix through both decoders, then greedy decoding end to end
-    task, prefix, _ = ref.prepare(audio, frames, task)
+    # decoder: the reference prefix (from the encoder outputs above) through both decoders, then greedy
+    # decoding end to end
+    audio_tokens, video_tokens, _ = m.project(enc.get("audio"), enc.get("video"))
+    prefix = ref.assemble(task, audio_tokens, video_tokens)
     out["decoder"] = {"max_abs_error": _err(rec.stepper(prefix.numpy()).prefill(), TorchStepper(m.llm, prefix).prefill()),
                       "prefill_length": int(prefix.shape[1])}
     eos = {ref.ids.eos}

@@ -104,8 +104,13 @@ class ReferenceRecognizer:
         """Everything before decoding: (task, prefix embeddings [1, L, H], routings)."""
         task = pick_task(self.model.cfg.tasks, audio is not None, frames is not None, task)
         a, v, routing = self.encode(audio, frames, task)
+        return task, self.assemble(task, a, v), routing
+
+    def assemble(self, task: str, audio_tokens: torch.Tensor | None, video_tokens: torch.Tensor | None
+                 ) -> torch.Tensor:
+        """Projected tokens + the task's special tokens and prompt -> prefix embeddings [1, L, H]."""
         prompt = self.tokenizer.encode(self.model.cfg.tokens.prompts[task])
-        return task, self.model.assemble_prefix(prefix_segments(task, self.ids, prompt), a, v), routing
+        return self.model.assemble_prefix(prefix_segments(task, self.ids, prompt), audio_tokens, video_tokens)
 
     def transcribe(self, audio: np.ndarray | None = None, frames: np.ndarray | None = None,
                    task: str | None = None, options: DecodingOptions | None = None) -> Transcript:

@@ -41,9 +41,6 @@ class Bundle:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def stage_file(self, stage: str) -> Path:
-        return self.path / self.stages[stage]["file"]
-
     def verify_files(self) -> list[str]:
         """Names of files whose sha256 differs from the manifest's or that are missing."""
         bad = []

@@ -175,7 +175,7 @@ class Recognizer:
                                                      self.faithful)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        timings["features"] = _ms(t0)
+        timings["features"] = elapsed_ms(t0)
         t0 = time.perf_counter()
         if self.static and not self.faithful:
             n = mel.shape[1]
@@ -184,7 +184,7 @@ class Recognizer:
             out = self.session("audio_encoder", size).run(feeds)
         else:
             out = self.session("audio_encoder").run({"mel": mel[None]})
-        timings["audio_encoder"] = _ms(t0)
+        timings["audio_encoder"] = elapsed_ms(t0)
         return out["audio_features"][0, :keep]
 
     def project(self, tokens: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -226,7 +226,7 @@ class Recognizer:
         if "video" in need:
             t0 = time.perf_counter()
             video = self.encode_video(frames)
-            timings["video_encoder"] = _ms(t0)
+            timings["video_encoder"] = elapsed_ms(t0)
             tokens["video"] = compress(video, cfg["video_compression"]["mode"], cfg["video_compression"]["rate"])
         if "audio" in need:
             if "video" in need:
@@ -235,7 +235,7 @@ class Recognizer:
             tokens["audio"] = compress(enc, cfg["audio_compression"]["mode"], cfg["audio_compression"]["rate"])
         t0 = time.perf_counter()
         out = self.project(tokens)
-        timings["projector"] = _ms(t0)
+        timings["projector"] = elapsed_ms(t0)
         probs = {m: out[f"{m}_router_probs"] for m in need if f"{m}_router_probs" in out}
         return out.get("audio_embeds"), out.get("video_embeds"), probs
 
@@ -257,10 +257,11 @@ class Recognizer:
         prefix = self.assemble_prefix(task, a, v)
         t0 = time.perf_counter()
         tokens = decode(self.stepper(prefix), {self.ids.eos}, options)
-        timings["decoder"] = _ms(t0)
+        timings["decoder"] = elapsed_ms(t0)
         return Transcript(self.tokenizer.decode(tokens), tokens, task, prefix.shape[1], timings,
                           {"router_probs": probs})
 
 
-def _ms(t0: float) -> float:
+def elapsed_ms(t0: float) -> float:
+    """Milliseconds since `t0` (a `time.perf_counter()` reading), for per-stage timings."""
     return round((time.perf_counter() - t0) * 1000.0, 3)

@@ -14,8 +14,9 @@ import numpy as np
 from . import lips, media, segments
 from .decoding import DecodingOptions
 from .errors import UnsuitableInputError
-from .features import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_FPS
+from .features import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_FPS, align_audio_to_video
 from .prompt import TASK_MODALITIES, pick_task
+from .recognizer import elapsed_ms
 
 MAX_SEGMENT_SECONDS = 24.0
 
@@ -85,14 +86,14 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
         audio = media.read_audio(path, info.start)
         if len(audio) == 0:
             audio = None
-    timings["media_decode"] = _ms(t0)
+    timings["media_decode"] = elapsed_ms(t0)
     found = None
     if info.has_video and wants_video:
         t0 = time.perf_counter()
         expected = int(round(info.duration * VIDEO_FPS))
         frames, found = mouth_frames(path, roi, audio, info.start,
                                      (lambda stage, done: progress(stage, done, expected)) if progress else None)
-        timings["lip_crop"] = _ms(t0)
+        timings["lip_crop"] = elapsed_ms(t0)
         if frames is None:
             warnings.append("no face found in the video")
     try:
@@ -103,7 +104,7 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
     n_frames = len(frames) if frames is not None else 0
     duration = n_frames / VIDEO_FPS if "video" in need else len(audio) / SAMPLE_RATE
     if "audio" in need and "video" in need:
-        audio = np.pad(audio[: n_frames * SAMPLES_PER_VIDEO_FRAME], (0, max(0, n_frames * SAMPLES_PER_VIDEO_FRAME - len(audio))))
+        audio = align_audio_to_video(audio, n_frames)
     if "audio" in need and segments.is_silent(audio) and "video" not in need:
         warnings.append("no speech found (silence)")
         return FileTranscript(str(path), "", task, duration, [], timings, _rtf(started, duration), found, warnings)
@@ -139,10 +140,6 @@ def _spans(audio: np.ndarray | None, n_frames: int) -> list[tuple[int, int]]:
 
 def _rtf(started: float, duration: float) -> float:
     return round((time.perf_counter() - started) / duration, 4) if duration > 0 else 0.0
-
-
-def _ms(t0: float) -> float:
-    return round((time.perf_counter() - t0) * 1000.0, 3)
 
 
 Progress = Callable[[str, int, int], None]

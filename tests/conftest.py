@@ -103,3 +103,16 @@ def tone_bursts(seconds: float, rate: int = 16000, seed: int = 0):
     rng = np.random.default_rng(seed)
     on = (np.sin(2 * np.pi * 1.5 * t) > 0).astype(np.float32)
     return (0.3 * np.sin(2 * np.pi * 220 * t) * on + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def write_wav(path, audio, rate: int = 16000, channels: int = 1):
+    """16-bit PCM wav of mono float audio, duplicated into `channels` channels."""
+    import wave
+
+    import numpy as np
+
+    data = np.repeat(np.clip(np.asarray(audio, np.float64), -1, 1)[:, None], channels, axis=1)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes((data * 32767).astype("<i2").tobytes())
+    return path

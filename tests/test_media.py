@@ -1,20 +1,9 @@
-import wave
-
 import numpy as np
 import pytest
 
+from conftest import write_wav
 from smop_edge.runtime import media
 from smop_edge.runtime.errors import InputError
-
-
-def write_wav(path, audio: np.ndarray, rate: int, channels: int = 1):
-    data = np.clip(audio, -1, 1)
-    if channels > 1:
-        data = np.repeat(data[:, None], channels, axis=1)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes((data * 32767).astype("<i2").tobytes())
-    return path
 
 
 def test_mp4_round_trip_keeps_audio_and_25_fps_frames(tmp_path):

@@ -4,22 +4,13 @@ meaningless, but the three backends must agree token for token)."""
 import json
 import subprocess
 import sys
-import wave
 
 import numpy as np
 import pytest
 
-from conftest import astronaut_clip, tone_bursts
+from conftest import astronaut_clip, tone_bursts, write_wav
 from smop_edge.apps.cli import main
 from smop_edge.runtime.media import write_video
-
-
-def write_wav(path, audio, rate=16000, channels=1):
-    data = np.repeat(np.clip(audio, -1, 1)[:, None], channels, axis=1)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes((data * 32767).astype("<i2").tobytes())
-    return path
 
 
 @pytest.fixture(scope="module")
