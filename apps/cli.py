@@ -159,6 +159,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 DEMO_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "demo" / "bundle"
 
 
+def _open_bundle(args: argparse.Namespace):
+    """The Recognizer of `--bundle` (default: the demo bundle) on the chosen backend."""
+    from smop_edge.runtime.recognizer import Recognizer
+
+    bundle = Path(args.bundle) if args.bundle else DEMO_BUNDLE
+    if not args.bundle and not (bundle / "manifest.json").exists():
+        raise UsageError("no --bundle given and the demo bundle is not installed (see the README)")
+    return Recognizer.from_bundle(bundle, backend=args.backend, device=args.device, threads=args.threads,
+                                  precision=args.precision)
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from smop_edge.runtime.decoding import DecodingOptions
     from smop_edge.runtime.transcribe import progress_bar, transcribe_media
@@ -172,13 +183,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
         rec = ReferenceRecognizer.from_checkpoint(args.checkpoint, args.tokenizer, audio_mode=args.audio_mode)
     else:
-        from smop_edge.runtime.recognizer import Recognizer
-
-        bundle = Path(args.bundle) if args.bundle else DEMO_BUNDLE
-        if not args.bundle and not (bundle / "manifest.json").exists():
-            raise UsageError("no --bundle given and the demo bundle is not installed (see the README)")
-        rec = Recognizer.from_bundle(bundle, backend=args.backend, device=args.device, threads=args.threads,
-                                     precision=args.precision)
+        rec = _open_bundle(args)
     options = DecodingOptions(beams=args.beams, max_new_tokens=args.max_new_tokens)
     task = None if args.task == "auto" else args.task
     results = []
@@ -220,7 +225,69 @@ def cmd_crop(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- synth ------------------------------------------------------------------------------------------
+def cmd_synth(args: argparse.Namespace) -> int:
+    from smop_edge.models.corpus import synth_corpus
+    from smop_edge.runtime.transcribe import progress_bar
+
+    show = progress_bar(not args.quiet, piped_lines=True)
+    manifest = synth_corpus(args.out, args.n, args.seed, args.split, args.workers,
+                            progress=(lambda done, total: show("synth", done, total)) if show else None)
+    print(f"{manifest}: {args.n} {args.split} utterances")
+    return 0
+
+
+# ---- train ------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from smop_edge.models.training import TrainOptions, set_threads, train
+    from smop_edge.runtime.transcribe import progress_bar
+
+    set_threads(args.threads)
+    opts = TrainOptions(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    final = train(args.manifest, args.out, opts, args.dev, args.crop_cache, args.workers,
+                  progress_bar(not args.quiet, piped_lines=True), log=lambda line: print(line, flush=True))
+    print(f"{final}: trained {opts.model} ({opts.steps} steps); tokenizer {Path(args.out) / 'tokenizer.json'}")
+    return 0
+
+
+# ---- eval -------------------------------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from smop_edge.runtime.transcribe import progress_bar
+
+    from .evaluate import evaluate
+
+    rec = _open_bundle(args)
+    snrs = [None if s.lower() == "clean" else _float(s, "--snr") for s in (args.snr or ["clean"])]
+    task = args.task or ("avsr" if "avsr" in rec.tasks else rec.tasks[0])
+    report = evaluate(rec, args.manifest, task, snrs, args.noise, args.seed, args.crop_cache, args.limit,
+                      progress_bar(not args.quiet))
+    report.bundle = str(args.bundle or DEMO_BUNDLE)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    for cond in report.conditions:
+        label = "clean" if cond.snr is None else f"{cond.snr:g} dB {args.noise}"
+        print(f"{task} {label}: WER {100 * cond.wer:.2f} % ({cond.errors} errors / {cond.words} words, "
+              f"{len(cond.rows)} utterances)")
+    return 0
+
+
+def _float(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"{flag} takes numbers (dB) or 'clean', not {text!r}") from None
+
+
 # ---- main -------------------------------------------------------------------------------------------
+def _add_backend_flags(p: argparse.ArgumentParser, backends: list[str]) -> None:
+    p.add_argument("--bundle", help="bundle directory (default: the demo bundle)")
+    p.add_argument("--backend", choices=backends, default="onnxruntime")
+    p.add_argument("--device", default="CPU", help="OpenVINO device: CPU, NPU, GPU, AUTO")
+    p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32", help="OpenVINO inference precision")
+    p.add_argument("--threads", type=int, help="CPU threads")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smop-edge", description="Llama-SMoP / Llama-AVSR on edge devices.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -285,12 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: the demo bundle). Exit codes: 0 done, 2 usage, 3 unreadable "
                                    "input, 4 invalid bundle, 5 input unsuitable for the model's tasks.")
     p.add_argument("media", nargs="+", help="video (mp4, mkv, avi, mov, webm) or audio (wav, flac, mp3, ogg)")
-    p.add_argument("--bundle", help="bundle directory (default: the demo bundle)")
     p.add_argument("--task", choices=["auto", "asr", "vsr", "avsr"], default="auto")
-    p.add_argument("--backend", choices=["onnxruntime", "openvino", "torch"], default="onnxruntime")
-    p.add_argument("--device", default="CPU", help="OpenVINO device: CPU, NPU, GPU, AUTO")
-    p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32", help="OpenVINO inference precision")
-    p.add_argument("--threads", type=int, help="CPU threads")
+    _add_backend_flags(p, ["onnxruntime", "openvino", "torch"])
     p.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--roi", action="store_true", help="the video is a pre-cropped mouth ROI (96x96)")
@@ -309,6 +372,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="crops video (mp4)")
     p.add_argument("--overlay", help="preview video with the crop outline (mp4)")
     p.set_defaults(func=cmd_crop)
+
+    p = sub.add_parser("synth", help="generate the synthetic audio-visual corpus of the demo model",
+                       description="Spoken alphanumeric strings from flite / festival / espeak-ng voices "
+                                   "and talking faces, as mp4 files plus manifest.jsonl. Resumes: rows "
+                                   "already in the manifest are kept. Clean audio: noise is added by "
+                                   "training and eval.")
+    p.add_argument("--out", required=True, help="corpus directory (manifest.jsonl, <split>/*.mp4)")
+    p.add_argument("--n", type=int, required=True, help="number of utterances")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", choices=["train", "test"], default="train",
+                   help="voices and faces of the two splits are disjoint")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train the demo model (or its MLP baseline) on a synthetic corpus",
+                       description="Train a small Llama-SMoP from scratch on a `synth` corpus: one model for "
+                                   "ASR, VSR and AVSR. Mouth crops are cached next to the manifest; the run "
+                                   "saves its state every 100 steps and the same command resumes it.")
+    p.add_argument("manifest", help="training manifest.jsonl")
+    p.add_argument("--out", required=True, help="run folder: checkpoint.pth, tokenizer.json, train_log.jsonl")
+    p.add_argument("--model", choices=["demo-dedr", "demo-mlp"], default="demo-dedr")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dev", metavar="MANIFEST", help="held-out manifest: greedy WER every 500 steps")
+    p.add_argument("--crop-cache", help="mouth-crop cache folder (default: crops/ next to the manifest)")
+    p.add_argument("--workers", type=int, default=2, help="processes for cropping")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="word error rate of a bundle on a manifest, clean and in noise",
+                       description="Corpus-level WER (lowercase, whitespace words). Noise is mixed into the "
+                                   "clean audio at each --snr (seeded); mouth crops are cached once.")
+    p.add_argument("manifest", help="manifest.jsonl (rows with path relative to it and text)")
+    p.add_argument("--task", choices=["asr", "vsr", "avsr"], help="default: avsr if the bundle has it")
+    p.add_argument("--snr", nargs="+", metavar="DB", help="SNRs in dB, or 'clean' (default: clean)")
+    p.add_argument("--noise", default="babble", help="babble, white, pink or an audio file")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--limit", type=int, help="first N rows only")
+    p.add_argument("--crop-cache", help="mouth-crop cache folder (default: crops/ next to the manifest)")
+    _add_backend_flags(p, ["onnxruntime", "openvino"])
+    p.add_argument("--json", action="store_true", help="top-level wer (fraction), conditions, per-utterance rows")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

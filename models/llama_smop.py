@@ -57,6 +57,12 @@ class LlamaSMoP(nn.Module):
         cfg = self.cfg
         a = compress(audio, cfg.audio_compression) if audio is not None else None
         v = compress(video, cfg.video_compression) if video is not None else None
+        return self.project_tokens(a, v)
+
+    def project_tokens(self, a: torch.Tensor | None, v: torch.Tensor | None
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None, list[Routing]]:
+        """The projector(s) on already compressed tokens [B, N, D] per modality."""
+        cfg = self.cfg
         routings: list[Routing] = []
         if hasattr(self, "audiovisual_proj"):
             proj = self.audiovisual_proj

@@ -60,13 +60,15 @@ def parse_psdur(text: str) -> list[tuple[str, float]]:
 
 @dataclass
 class FaceRig:
-    """Where the mouth is in a photo (pixels): lip corners, lip midpoints, chin, and the face scale."""
+    """Where the mouth and eyes are in a photo (pixels): lip corners, lip midpoints, chin, and per eye
+    the upper and lower lid midpoints and the corners."""
 
     left: np.ndarray
     right: np.ndarray
     upper: np.ndarray
     lower: np.ndarray
     chin: np.ndarray
+    eyes: np.ndarray | None = None  # [2 eyes, 4 (upper lid, lower lid, corner, corner), 2]
 
     @property
     def width(self) -> float:
@@ -87,17 +89,26 @@ class FaceRig:
         if not faces:
             raise ValueError("no face found in the photo")
         m = faces[0]
-        return cls(m[61], m[291], (m[13] + m[0]) / 2, (m[14] + m[17]) / 2, m[152])
+        eyes = np.stack([m[[159, 145, 33, 133]], m[[386, 374, 362, 263]]])
+        return cls(m[61], m[291], (m[13] + m[0]) / 2, (m[14] + m[17]) / 2, m[152], eyes)
 
 
-def render_frame(photo: np.ndarray, rig: FaceRig, opening: float, rounding: float) -> np.ndarray:
+def _box(photo: np.ndarray, x0: float, x1: float, y0: float, y1: float) -> tuple[slice, slice]:
+    h, w = photo.shape[:2]
+    return (slice(max(0, int(y0)), min(h, int(np.ceil(y1)))), slice(max(0, int(x0)), min(w, int(np.ceil(x1)))))
+
+
+def render_frame(photo: np.ndarray, rig: FaceRig, opening: float, rounding: float, blink: float = 0.0
+                 ) -> np.ndarray:
     """The photo with the jaw dropped by `opening` (0..1, 1 = about 0.45 mouth widths), lips pursed by
-    `rounding`, and the cavity between the lips darkened."""
+    `rounding`, the cavity between the lips darkened, and the eyes closed by `blink` (0..1). Only the
+    region around the mouth (and eyes) is warped."""
     import cv2
 
-    h, w = photo.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     c, width = rig.centre, rig.width
+    frame = photo.copy()
+    ys, xs = _box(photo, c[0] - 2.7 * width, c[0] + 2.7 * width, c[1] - 0.8 * width, rig.chin[1] + 0.9 * width)
+    yy, xx = np.mgrid[ys, xs].astype(np.float32)
     drop = 0.45 * width * opening
     # lower lip and jaw move down: full below the mouth line, fading over the chin and sideways
     below = np.clip((yy - (c[1] - 0.05 * width)) / (0.15 * width), 0, 1)
@@ -109,17 +120,41 @@ def render_frame(photo: np.ndarray, rig: FaceRig, opening: float, rounding: floa
     # rounding pulls the corners in
     near = np.exp(-0.5 * (((xx - c[0]) / (0.6 * width)) ** 2 + ((yy - c[1]) / (0.35 * width)) ** 2))
     dx = -0.18 * rounding * (xx - c[0]) * near
-    frame = cv2.remap(photo, xx - dx, yy - dy, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    frame[ys, xs] = cv2.remap(photo, xx - dx, yy - dy, interpolation=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT)
     if opening > 0.02:  # the cavity: an ellipse between the moved lips
         gap = drop * 0.9
-        centre = (int(c[0]), int(c[1] + gap / 2))
+        centre = (int(c[0]) - xs.start, int(c[1] + gap / 2) - ys.start)
         axes = (max(1, int(width * (0.42 - 0.15 * rounding))), max(1, int(gap / 2)))
-        mask = np.zeros((h, w), np.float32)
+        mask = np.zeros(yy.shape, np.float32)
         cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1)
         mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, width * 0.03))[..., None]
         cavity = np.array([60, 20, 25], np.float32)
-        frame = (frame * (1 - 0.85 * mask) + cavity * 0.85 * mask).astype(np.uint8)
+        frame[ys, xs] = (frame[ys, xs] * (1 - 0.85 * mask) + cavity * 0.85 * mask).astype(np.uint8)
+    if blink > 0.02 and rig.eyes is not None:
+        for upper, lower, a, b in rig.eyes:
+            frame = _close_eye(frame, upper, lower, a, b, blink)
     return frame
+
+
+def _close_eye(frame: np.ndarray, upper: np.ndarray, lower: np.ndarray, a: np.ndarray, b: np.ndarray,
+               amount: float) -> np.ndarray:
+    """Pull the upper lid (and the skin above it) down onto the lower lid by `amount`."""
+    import cv2
+
+    size = float(np.linalg.norm(b - a))
+    centre = (a + b) / 2
+    ys, xs = _box(frame, centre[0] - size, centre[0] + size, upper[1] - 1.2 * size, lower[1] + 0.3 * size)
+    yy, xx = np.mgrid[ys, xs].astype(np.float32)
+    gap = amount * max(float(lower[1] - upper[1]), 0.15 * size)
+    weight = np.exp(-0.5 * ((xx - centre[0]) / (0.45 * size)) ** 2)
+    # full shift down to the lid line, fading out above the brow and below the lower lid
+    above = np.clip((yy - (upper[1] - 1.0 * size)) / (0.8 * size), 0, 1)
+    below = np.clip((lower[1] + 0.2 * size - yy) / (0.2 * size), 0, 1)
+    dy = gap * weight * above * below
+    out = frame.copy()
+    out[ys, xs] = cv2.remap(frame, xx, yy - dy, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return out
 
 
 def render(photo: np.ndarray, track: np.ndarray, rig: FaceRig | None = None) -> list[np.ndarray]:

@@ -74,6 +74,14 @@ def _mlp(hidden: int = 2048, layer_norm: bool = True) -> ProjectorConfig:
 _WM, _AL = AUDIO_ENCODERS["whisper-medium"], VIDEO_ENCODERS["avhubert-large"]
 _L1, _L3, _L8 = LLMS["llama-3.2-1b"], LLMS["llama-3.2-3b"], LLMS["llama-3.1-8b"]
 _STACK_A, _STACK_V = CompressionConfig("stack", 3), CompressionConfig("stack", 2)
+
+# The demo model (issue 5): narrow but real Whisper / AV-HuBERT (3-D stem + ResNet trunk) / Llama,
+# trained from scratch on the synthetic alphanumeric corpus; no LoRA (the whole LLM is trained).
+DEMO_AUDIO = AudioEncoderConfig(d_model=128, layers=4, heads=4, ffn_dim=512, mel_bins=80, max_positions=1500)
+DEMO_VIDEO = VideoEncoderConfig(d_model=128, layers=2, heads=4, ffn_dim=512, stem_channels=8,
+                                trunk_widths=[8, 16, 32, 64], pos_conv_kernel=16, pos_conv_groups=4)
+DEMO_LLM = LLMConfig(hidden=128, layers=2, heads=4, kv_heads=2, head_dim=32, ffn_dim=384, vocab=325,
+                     tie_embeddings=True, lora_bottleneck=0)
 _TINY_VIDEO_LORA = dataclasses.replace(TINY_VIDEO, lora_bottleneck=TINY_VIDEO.d_model // 16)
 
 ZOO: dict[str, ModelConfig] = {c.name: c for c in [
@@ -92,6 +100,9 @@ ZOO: dict[str, ModelConfig] = {c.name: c for c in [
     _model("smop-1b-jedr", ["avsr"], _WM, _AL, _smop("JEDR"), _L1),
     _model("smop-3b-dedr", ["avsr"], _WM, _AL, _smop("DEDR"), _L3),
     _model("smop-3b-jedr", ["avsr"], _WM, _AL, _smop("JEDR"), _L3),
+    # The demo models: SMoP DEDR (E=4, k=2) and the MLP-projector baseline; one model serves all tasks.
+    _model("demo-dedr", ["asr", "vsr", "avsr"], DEMO_AUDIO, DEMO_VIDEO, _smop("DEDR", 256), DEMO_LLM),
+    _model("demo-mlp", ["asr", "vsr", "avsr"], DEMO_AUDIO, DEMO_VIDEO, _mlp(256), DEMO_LLM),
     # Tiny configurations for tests (same architecture, toy widths).
     _model("tiny-jejr", ["avsr"], TINY_AUDIO, TINY_VIDEO, _smop("JEJR", 96), TINY_LLM),
     _model("tiny-jedr", ["avsr"], TINY_AUDIO, TINY_VIDEO, _smop("JEDR", 96), TINY_LLM),

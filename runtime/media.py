@@ -179,10 +179,11 @@ def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_R
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = VIDEO_FPS,
                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
-                times: list[float] | None = None) -> Path:
+                times: list[float] | None = None, quality: int = 3) -> Path:
     """Write RGB frames [T, H, W, 3] uint8 (and optional mono float audio) to mp4, mkv, mov, avi or webm
     (MPEG-4 Part 2 + AAC, PCM in AVI, or VP8 + Opus for webm). `times` gives each frame's start in seconds
-    for a variable frame rate; otherwise frames are 1 / fps apart."""
+    for a variable frame rate; otherwise frames are 1 / fps apart. `quality`: MPEG-4 quantiser, 2 (best)
+    to 31 (webm: CRF = 3 x quality + 1)."""
     import av
     from fractions import Fraction
 
@@ -204,7 +205,8 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = VID
         # constant rate: one tick per frame (what AVI needs); variable rate: millisecond ticks
         tick = Fraction(1, 1000) if times is not None else 1 / Fraction(fps).limit_denominator(1000)
         vstream.codec_context.time_base = tick
-        vstream.options = {"qscale": "3"} if vcodec == "mpeg4" else {"crf": "10", "b": "2M"}
+        vstream.options = ({"qscale": str(quality)} if vcodec == "mpeg4"
+                           else {"crf": str(3 * quality + 1), "b": "2M"})
         astream = _audio_stream(container, acodec, sample_rate) if audio is not None else None
         for i, image in enumerate(itertools.chain([first], stream_in)):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: vstream.height, : vstream.width]),

@@ -145,12 +145,24 @@ def _rtf(started: float, duration: float) -> float:
 Progress = Callable[[str, int, int], None]
 
 
-def progress_bar(enabled: bool) -> Progress | None:
-    """A one-line progress bar on stderr (only for a terminal): `show(stage, done, total)`."""
-    if not enabled or not sys.stderr.isatty():
+def progress_bar(enabled: bool, piped_lines: bool = False) -> Progress | None:
+    """A one-line progress bar on stderr for a terminal: `show(stage, done, total)`. When stderr is not
+    a terminal: nothing, or with `piped_lines` a plain line at every tenth of the work (for logs of
+    long runs)."""
+    if not enabled:
         return None
+    current = {"stage": None, "tenth": -1}
+    if not sys.stderr.isatty():
+        if not piped_lines:
+            return None
 
-    current = {"stage": None}
+        def log(stage: str, done: int, total: int) -> None:
+            tenth = 10 * done // max(total, 1)
+            if (stage, tenth) != (current["stage"], current["tenth"]):
+                current["stage"], current["tenth"] = stage, tenth
+                print(f"{time.strftime('%H:%M:%S')} {stage} {done}/{total}", file=sys.stderr, flush=True)
+
+        return log
 
     def show(stage: str, done: int, total: int) -> None:
         if current["stage"] not in (None, stage):

@@ -116,3 +116,14 @@ def write_wav(path, audio, rate: int = 16000, channels: int = 1):
         w.setnchannels(channels), w.setsampwidth(2), w.setframerate(rate)
         w.writeframes((data * 32767).astype("<i2").tobytes())
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Four training and two held-out utterances of the demo corpus (mp4 + manifest.jsonl)."""
+    from smop_edge.models.corpus import synth_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    synth_corpus(root / "train", 4, seed=5, split="train")
+    synth_corpus(root / "test", 2, seed=5, split="test")
+    return root

@@ -1,0 +1,145 @@
+"""Training data for the demo model: manifest rows -> (audio, mouth ROIs, token ids) held in memory,
+augmented per draw (noise at a random SNR, level, mouth-crop jitter and flips) and padded into batches.
+
+Features come from the runtime's own functions (`audio_encoder_input`, the crop cache), so training
+sees exactly what inference sees.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from smop_edge.runtime import crop_cache, features, lips, media
+from smop_edge.runtime.prompt import TASK_MODALITIES
+from smop_edge.runtime.tokenizer import TextTokenizer
+
+from . import noise
+from .corpus import read_manifest
+
+
+@dataclass
+class Example:
+    """One utterance in memory: 16 kHz audio aligned to the video (640 samples a frame), gray 96x96
+    mouth ROIs [T, 96, 96] uint8, the transcript's token ids."""
+
+    audio: np.ndarray
+    rois: np.ndarray
+    ids: list[int]
+    text: str
+
+
+def _load(args: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    path, cache = args
+    rois, found = crop_cache.mouth_rois(path, cache)
+    audio = media.read_audio(path)
+    if not found:
+        return audio, np.zeros((0, lips.ROI_SIZE, lips.ROI_SIZE), np.uint8)
+    gray = np.clip(np.rint(lips.to_gray(rois)), 0, 255).astype(np.uint8)
+    return features.align_audio_to_video(audio, len(gray)), gray
+
+
+def load_examples(manifest: str, tokenizer: TextTokenizer, cache: str, workers: int = 1,
+                  progress: Callable[[int, int], None] | None = None) -> list[Example]:
+    """Every row of `manifest` with its audio and mouth ROIs (cropped once into `cache`); rows
+    where no face was found are dropped."""
+    rows = read_manifest(manifest)
+    jobs = [(row["file"], cache) for row in rows]
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    loaded = pool.imap(_load, jobs, chunksize=4) if pool else map(_load, jobs)
+    out = []
+    try:
+        for i, (row, (audio, rois)) in enumerate(zip(rows, loaded), 1):
+            if len(rois):
+                out.append(Example(audio, rois, tokenizer.encode(row["text"]), row["text"]))
+            if progress:
+                progress(i, len(rows))
+    finally:
+        if pool:
+            pool.terminate()
+    return out
+
+
+@dataclass
+class Augment:
+    """Per-draw augmentation: noise with probability `p_noise` at an SNR in `snr` dB (babble, white,
+    pink), level, a random 88x88 window of the 96x96 ROI and horizontal flips."""
+
+    p_noise: float = 0.7
+    snr: tuple[float, float] = (-7.5, 20.0)
+    kinds: tuple[str, ...] = ("babble", "babble", "white", "pink")
+    jitter: bool = True
+
+    def audio(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() < self.p_noise:
+            kind = self.kinds[int(rng.integers(len(self.kinds)))]
+            x = noise.mix_at_snr(x, noise.noise_like(kind, len(x), rng, split="train"), rng.uniform(*self.snr))
+        return x * np.float32(10 ** rng.uniform(-1, 0.5))
+
+    def video(self, rois: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        off = (lips.ROI_SIZE - lips.CROP_SIZE) // 2
+        dy, dx = (rng.integers(0, 2 * off + 1, 2) if self.jitter else (off, off))
+        crop = rois[:, dy:dy + lips.CROP_SIZE, dx:dx + lips.CROP_SIZE].astype(np.float32) / 255.0
+        if self.jitter and rng.random() < 0.5:
+            crop = crop[:, :, ::-1]
+        if self.jitter:  # contrast and brightness
+            crop = (crop - crop.mean()) * rng.uniform(0.7, 1.3) + crop.mean() + rng.uniform(-0.1, 0.1)
+        return ((crop - lips.PIXEL_MEAN) / lips.PIXEL_STD).astype(np.float32)
+
+
+@dataclass
+class Batch:
+    """Padded tensors for one task: mel [B, n_mels, F] + mask, frames [B, T, 88, 88] + padding mask
+    (True = padded), kept audio frames / video frames per example, and the target ids."""
+
+    task: str
+    mel: torch.Tensor | None
+    mel_mask: torch.Tensor | None
+    audio_keep: list[int]
+    frames: torch.Tensor | None
+    frames_pad: torch.Tensor | None
+    video_len: list[int]
+    ids: list[list[int]]
+
+
+def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment | None,
+               rng: np.random.Generator) -> Batch:
+    """Features for `task`'s modalities only (ASR batches skip the video encoder's input and VSR the audio)."""
+    mods = TASK_MODALITIES[task]
+    mels, keeps, vids = [], [], []
+    for ex in examples:
+        if "audio" in mods:
+            audio = augment.audio(ex.audio, rng) if augment else ex.audio
+            mel, keep = features.audio_encoder_input(audio, n_mels, faithful=False)
+            mels.append(mel)
+            keeps.append(keep)
+        if "video" in mods:
+            vids.append(augment.video(ex.rois, rng) if augment else lips.normalize_rois(ex.rois))
+    mel = mel_mask = frames = frames_pad = None
+    if mels:
+        width = max(m.shape[1] for m in mels)
+        mel = torch.zeros(len(mels), n_mels, width)
+        mel_mask = torch.zeros(len(mels), width, dtype=torch.bool)
+        for i, m in enumerate(mels):
+            mel[i, :, : m.shape[1]] = torch.from_numpy(m)
+            mel_mask[i, : m.shape[1]] = True
+    if vids:
+        length = max(len(v) for v in vids)
+        frames = torch.zeros(len(vids), length, lips.CROP_SIZE, lips.CROP_SIZE)
+        frames_pad = torch.ones(len(vids), length, dtype=torch.bool)
+        for i, v in enumerate(vids):
+            frames[i, : len(v)] = torch.from_numpy(np.ascontiguousarray(v))
+            frames_pad[i, : len(v)] = False
+    return Batch(task, mel, mel_mask, keeps, frames, frames_pad, [len(v) for v in vids], [ex.ids for ex in examples])
+
+
+def batches(n_examples: int, lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """One epoch of index batches, grouping examples of similar length (less padding), in random order."""
+    order = np.argsort(np.asarray(lengths) + rng.uniform(0, 10, n_examples), kind="stable")
+    groups = [order[i:i + batch_size].tolist() for i in range(0, n_examples, batch_size)]
+    rng.shuffle(groups)
+    return groups

@@ -1,0 +1,224 @@
+"""The demo model's training recipe: a Llama-SMoP (or its MLP-projector baseline) trained from scratch
+on the synthetic corpus, one model for ASR, VSR and AVSR (modality dropout: each batch draws a task).
+
+Loss: next-token cross-entropy on the transcript (+ EOS) after the task's prefix, plus the SMoP
+load-balancing and router z losses. Every `save_every` steps the whole state (weights, optimiser,
+random generators, curve) is written, and a rerun of the same command resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from smop_edge.runtime.prompt import SpecialIds, prefix_segments
+from smop_edge.runtime.scoring import corpus_wer
+from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
+
+from . import zoo
+from .checkpoint import save_checkpoint
+from .compression import compress
+from .corpus import WORDS, sample_words
+from .llama_smop import LlamaSMoP
+from .projector import load_balancing_loss, router_z_loss
+from .tokenizer_builder import train_base_tokenizer
+from .train_data import Augment, Batch, Example, batches, load_examples, make_batch
+
+STATE = "train_state.pt"
+LOG = "train_log.jsonl"
+
+
+@dataclass
+class TrainOptions:
+    """Hyper-parameters of one training run (recorded in the output folder)."""
+
+    model: str = "demo-dedr"
+    steps: int = 4000
+    batch_size: int = 16
+    lr: float = 1.5e-3
+    warmup: int = 200
+    weight_decay: float = 0.01
+    task_mix: dict[str, float] = field(default_factory=lambda: {"avsr": 0.5, "asr": 0.25, "vsr": 0.25})
+    save_every: int = 100
+    log_every: int = 25
+    eval_every: int = 500
+    eval_size: int = 48
+    seed: int = 0
+
+
+def domain_tokenizer(path: Path) -> TextTokenizer:
+    """Train (once) the demo model's byte-level BPE tokenizer on the prompts and alphanumeric strings,
+    write the base tokenizer to `path` and return it with the AVSR tokens added."""
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        texts = [" ".join(sample_words(rng)) for _ in range(4000)] + [" ".join(WORDS)] * 20
+        from .config import TokensConfig
+
+        texts += list(TokensConfig().prompts.values()) * 50
+        train_base_tokenizer(texts, vocab_size=320).save(str(path))
+    return load_tokenizer(path)
+
+
+def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list[int]
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Teacher-forced loss of one batch: (total, its parts)."""
+    cfg = model.cfg
+    tokens: dict[str, list[torch.Tensor]] = {}
+    if batch.mel is not None:
+        enc = model.audio_encoder.forward_any_length(batch.mel, batch.mel_mask)
+        pooled = compress(enc, cfg.audio_compression)
+        tokens["audio"] = [pooled[i, : keep // cfg.audio_compression.rate] for i, keep in enumerate(batch.audio_keep)]
+    if batch.frames is not None:
+        enc = model.video_encoder(batch.frames, batch.frames_pad)
+        pooled = compress(enc, cfg.video_compression)
+        tokens["video"] = [pooled[i, : n // cfg.video_compression.rate] for i, n in enumerate(batch.video_len)]
+    # project all real tokens at once (padding never reaches the routers or their losses)
+    flat = {m: torch.cat(parts)[None] for m, parts in tokens.items()}
+    a, v, routings = model.project_tokens(flat.get("audio"), flat.get("video"))
+    projected = {}
+    for m, out in (("audio", a), ("video", v)):
+        if out is not None:
+            projected[m] = torch.split(out[0], [len(t) for t in tokens[m]])
+    embed = model.llm.get_input_embeddings()
+    segments = prefix_segments(batch.task, ids, prompt_ids)
+    rows, targets = [], []
+    for i, text_ids in enumerate(batch.ids):
+        pieces = [projected[s.modality][i] if s.modality else embed(torch.tensor(s.ids)) for s in segments]
+        prefix_len = sum(len(p) for p in pieces)
+        pieces.append(embed(torch.tensor(text_ids, dtype=torch.long)))
+        rows.append(torch.cat(pieces))
+        targets.append((prefix_len - 1, torch.tensor(text_ids + [ids.eos])))
+    length = max(len(r) for r in rows)
+    x = torch.zeros(len(rows), length, rows[0].shape[-1])
+    mask = torch.zeros(len(rows), length, dtype=torch.long)
+    for i, r in enumerate(rows):
+        x[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    logits = model.llm(inputs_embeds=x, attention_mask=mask).logits
+    picked = torch.cat([logits[i, start:start + len(t)] for i, (start, t) in enumerate(targets)])
+    ce = F.cross_entropy(picked.float(), torch.cat([t for _, t in targets]))
+    parts = {"ce": float(ce.detach())}
+    loss = ce
+    if routings:
+        lb = torch.stack([load_balancing_loss(r) for r in routings]).mean()
+        z = torch.stack([router_z_loss(r) for r in routings]).mean()
+        loss = loss + cfg.projector.load_balancing_coef * lb + cfg.projector.z_loss_coef * z
+        parts.update(lb=float(lb.detach()), z=float(z.detach()))
+    return loss, parts
+
+
+def learning_rate(step: int, opts: TrainOptions) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak."""
+    if step < opts.warmup:
+        return opts.lr * (step + 1) / opts.warmup
+    progress = (step - opts.warmup) / max(1, opts.steps - opts.warmup)
+    return opts.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.inference_mode()
+def quick_wer(model: LlamaSMoP, tokenizer: TextTokenizer, examples: list[Example]) -> dict[str, float]:
+    """Greedy WER per task on clean `examples` with the torch reference (fast audio mode)."""
+    from smop_edge.runtime import lips
+
+    from .reference import ReferenceRecognizer
+
+    rec = ReferenceRecognizer(model, tokenizer, audio_mode="fast")
+    out = {}
+    for task in model.cfg.tasks:
+        pairs = [(ex.text, rec.transcribe(ex.audio, lips.normalize_rois(ex.rois), task).text) for ex in examples]
+        out[task] = round(corpus_wer(pairs)[0], 4)
+    model.train()
+    return out
+
+
+def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str | None = None,
+          crop_cache: str | None = None, workers: int = 2,
+          progress: Callable[[str, int, int], None] | None = None, log: Callable[[str], None] = print) -> Path:
+    """Train (or resume) into `out`; returns the path of the final official-layout checkpoint."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "options.json").write_text(json.dumps(asdict(opts), indent=2))
+    tokenizer = domain_tokenizer(out / "tokenizer.json")
+    cfg = zoo.get(opts.model)
+    cfg.llm.vocab = tokenizer.vocab_size
+    torch.manual_seed(opts.seed)
+    model = LlamaSMoP(cfg)
+    ids = SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)
+    prompt_ids = {t: tokenizer.encode(p) for t, p in cfg.tokens.prompts.items()}
+    cache = crop_cache or str(Path(manifest).parent / "crops")
+    show = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
+    data = load_examples(manifest, tokenizer, cache, workers, show("load"))
+    dev = load_examples(dev_manifest, tokenizer, cache, workers, show("load dev"))[: opts.eval_size] if dev_manifest else []
+    log(f"{len(data)} training utterances ({sum(len(e.audio) for e in data) / 16000 / 3600:.2f} h), "
+        f"{len(dev)} dev; model {cfg.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, betas=(0.9, 0.98), weight_decay=opts.weight_decay)
+    rng = np.random.default_rng(opts.seed)
+    step, queue = 0, []
+    state_path = out / STATE
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, queue = state["step"], state["queue"]
+        log(f"resumed at step {step}")
+    tasks, weights = list(opts.task_mix), np.asarray(list(opts.task_mix.values()), np.float64)
+    augment = Augment()
+    lengths = [len(e.rois) for e in data]
+    model.train()
+    t_last, parts_sum, n_sum = time.perf_counter(), {}, 0
+    with (out / LOG).open("a") as log_file:
+        while step < opts.steps:
+            if not queue:
+                queue = batches(len(data), lengths, opts.batch_size, rng)
+            task = tasks[int(rng.choice(len(tasks), p=weights / weights.sum()))]
+            batch = make_batch([data[i] for i in queue.pop()], task, cfg.audio_encoder.mel_bins, augment, rng)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, opts)
+            loss, parts = batch_loss(model, batch, ids, prompt_ids[task])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v
+            n_sum += 1
+            if step % opts.log_every == 0 or step == opts.steps:
+                now = time.perf_counter()
+                row = {"step": step, "lr": round(learning_rate(step, opts), 6),
+                       **{k: round(v / n_sum, 4) for k, v in parts_sum.items()},
+                       "s_per_step": round((now - t_last) / n_sum, 3)}
+                log_file.write(json.dumps(row) + "\n")
+                log_file.flush()
+                eta = (opts.steps - step) * row["s_per_step"] / 60
+                log(f"step {step}/{opts.steps} ce {row['ce']:.3f} lr {row['lr']:.2e} "
+                    f"{row['s_per_step']:.2f} s/step, {eta:.0f} min left")
+                t_last, parts_sum, n_sum = now, {}, 0
+            if dev and (step % opts.eval_every == 0 or step == opts.steps):
+                row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev)}
+                log_file.write(json.dumps(row) + "\n")
+                log(f"step {step}: dev WER {row['dev_wer']}")
+            if step % opts.save_every == 0 or step == opts.steps:
+                tmp = state_path.with_suffix(".tmp")
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "queue": queue}, tmp)
+                tmp.replace(state_path)
+    final = out / "checkpoint.pth"
+    save_checkpoint(model.eval(), final)
+    return final
+
+
+def set_threads(threads: int | None) -> None:
+    torch.set_num_threads(threads or os.cpu_count() or 1)

@@ -1,0 +1,55 @@
+"""`smop-edge eval`: corpus WER of a bundle, clean and in seeded noise, with cached mouth crops."""
+
+import json
+
+import pytest
+
+from smop_edge.apps.cli import main
+
+
+def _eval(capsys, *args):
+    code = main(["eval", *args, "--quiet"])
+    out = capsys.readouterr()
+    return code, out
+
+
+def test_eval_json_reports_wer_per_condition_and_rows(dedr_bundle, tiny_corpus, capsys, tmp_path):
+    manifest = str(tiny_corpus / "test" / "manifest.jsonl")
+    cache = tmp_path / "crops"
+    code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--task", "avsr", "--snr", "clean", "0",
+                      "--crop-cache", str(cache), "--json")
+    assert code == 0, out.err
+    report = json.loads(out.out)
+    assert [c["snr"] for c in report["conditions"]] == [None, 0.0]
+    for cond in report["conditions"]:
+        assert len(cond["rows"]) == 2
+        assert cond["errors"] == sum(r["errors"] for r in cond["rows"])
+        assert cond["words"] == sum(len(r["reference"].split()) for r in cond["rows"])
+        assert cond["wer"] == pytest.approx(cond["errors"] / cond["words"])
+    total = sum(c["words"] for c in report["conditions"])
+    assert report["wer"] == pytest.approx(sum(c["errors"] for c in report["conditions"]) / total)
+    crops = sorted(cache.glob("*.npz"))
+    assert len(crops) == 2
+    stamp = [p.stat().st_mtime_ns for p in crops]
+    # same seed, same noise, same answers; the crops are reused, not redone
+    code, again = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--task", "avsr", "--snr", "clean", "0",
+                        "--crop-cache", str(cache), "--json")
+    assert json.loads(again.out) == report
+    assert [p.stat().st_mtime_ns for p in crops] == stamp
+
+
+def test_eval_text_output_and_bad_requests(dedr_bundle, tiny_corpus, capsys, tmp_path):
+    manifest = str(tiny_corpus / "test" / "manifest.jsonl")
+    code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--task", "asr", "--snr", "5",
+                      "--noise", "white")
+    assert code == 0 and "asr 5 dB white: WER" in out.out
+    code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--task", "vsr", "--snr", "5")
+    assert code == 2 and "vsr" in out.err
+    code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--snr", "loud")
+    assert code == 2 and "--snr" in out.err
+    code, out = _eval(capsys, str(tmp_path / "none.jsonl"), "--bundle", str(dedr_bundle))
+    assert code == 2 and "no manifest" in out.err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "one"}\n')
+    code, out = _eval(capsys, str(bad), "--bundle", str(dedr_bundle))
+    assert code == 2 and "bad.jsonl:1" in out.err

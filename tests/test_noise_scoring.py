@@ -1,0 +1,48 @@
+"""Noise mixing at a given SNR, babble, and corpus-level WER."""
+
+import numpy as np
+import pytest
+
+from smop_edge.models import noise
+from smop_edge.runtime.errors import UsageError
+from smop_edge.runtime.scoring import corpus_wer, edit_distance
+
+
+@pytest.mark.parametrize("snr", [-5.0, 0.0, 10.0])
+@pytest.mark.parametrize("kind", ["white", "pink"])
+def test_mix_at_snr_gives_the_requested_ratio(kind, snr):
+    rng = np.random.default_rng(1)
+    speech = np.sin(np.arange(16000) * 0.05).astype(np.float32)
+    n = noise.noise_like(kind, len(speech), rng)
+    mixed = noise.mix_at_snr(speech, n, snr)
+    added = mixed - speech
+    measured = 10 * np.log10(np.mean(speech.astype(np.float64) ** 2) / np.mean(added.astype(np.float64) ** 2))
+    assert measured == pytest.approx(snr, abs=0.01)
+
+
+def test_pink_noise_falls_with_frequency():
+    x = noise.pink(1 << 16, np.random.default_rng(0))
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    assert spec[100:200].mean() > 10 * spec[10000:20000].mean()
+
+
+def test_babble_is_many_talkers_and_a_file_loops(tmp_path):
+    from conftest import write_wav
+
+    b = noise.babble("train", seconds=4.0, seed=3)
+    assert len(b) == 64000 and np.sqrt(np.mean(b ** 2)) == pytest.approx(1.0, rel=1e-3)
+    # many overlapping talkers: hardly any silent 50 ms stretch
+    frames = np.abs(b[: 63200].reshape(-1, 800)).mean(1)
+    assert (frames < 0.05 * frames.mean()).mean() < 0.05
+    path = tmp_path / "hum.wav"
+    write_wav(path, (0.2 * np.sin(np.arange(8000) * 0.1)).astype(np.float32))
+    looped = noise.noise_like(str(path), 20000, np.random.default_rng(0))
+    assert len(looped) == 20000 and np.abs(looped).max() > 0.1
+    with pytest.raises(UsageError):
+        noise.noise_like("thunder", 100, np.random.default_rng(0))
+
+
+def test_wer_is_corpus_level_and_case_insensitive():
+    assert edit_distance("a b c".split(), "a x c d".split()) == 2
+    wer, errors, words = corpus_wer([("seven B four", "seven b"), ("one", "one"), ("z", "")])
+    assert (errors, words) == (2, 5) and wer == pytest.approx(0.4)
