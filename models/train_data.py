@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,11 +44,13 @@ def _load(args: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
     return features.align_audio_to_video(audio, len(gray)), gray
 
 
-def load_examples(manifest: str, tokenizer: TextTokenizer, cache: str, workers: int = 1,
-                  progress: Callable[[int, int], None] | None = None) -> list[Example]:
-    """Every row of `manifest` with its audio and mouth ROIs (cropped once into `cache`); rows
-    where no face was found are dropped."""
-    rows = read_manifest(manifest)
+def load_examples(manifest: str, tokenizer: TextTokenizer, cache: str | None = None, workers: int = 1,
+                  progress: Callable[[int, int], None] | None = None, limit: int | None = None) -> list[Example]:
+    """The rows of `manifest` (the first `limit`) with their audio and mouth ROIs, cropped once into
+    `cache` (default: crops/ next to the manifest, where `eval` looks too); rows where no face was
+    found are dropped."""
+    rows = read_manifest(manifest)[:limit]
+    cache = cache or str(Path(manifest).parent / "crops")
     jobs = [(row["file"], cache) for row in rows]
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
     loaded = pool.imap(_load, jobs, chunksize=4) if pool else map(_load, jobs)
@@ -67,7 +70,7 @@ def load_examples(manifest: str, tokenizer: TextTokenizer, cache: str, workers: 
 @dataclass
 class Augment:
     """Per-draw augmentation: noise with probability `p_noise` at an SNR in `snr` dB (babble, white,
-    pink), level, a random 88x88 window of the 96x96 ROI and horizontal flips."""
+    pink), SpecAugment masks, a random 88x88 window of the 96x96 ROI, flips, contrast and brightness."""
 
     p_noise: float = 0.7
     snr: tuple[float, float] = (-7.5, 20.0)
@@ -78,7 +81,21 @@ class Augment:
         if rng.random() < self.p_noise:
             kind = self.kinds[int(rng.integers(len(self.kinds)))]
             x = noise.mix_at_snr(x, noise.noise_like(kind, len(x), rng, split="train"), rng.uniform(*self.snr))
-        return x * np.float32(10 ** rng.uniform(-1, 0.5))
+        return x  # no level change: the waveform is normalised per utterance anyway
+
+    def spectrogram(self, mel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """SpecAugment: two frequency bands (up to 10 mel bins) and two stretches of time (up to 5 %
+        of the frames each) set to the utterance's mean."""
+        mel = mel.copy()
+        fill = mel.mean()
+        for _ in range(2):
+            width = int(rng.integers(0, 11))
+            start = int(rng.integers(0, mel.shape[0] - width + 1))
+            mel[start:start + width] = fill
+            width = int(rng.integers(0, max(1, mel.shape[1] // 20) + 1))
+            start = int(rng.integers(0, mel.shape[1] - width + 1))
+            mel[:, start:start + width] = fill
+        return mel
 
     def video(self, rois: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         off = (lips.ROI_SIZE - lips.CROP_SIZE) // 2
@@ -115,7 +132,7 @@ def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment
         if "audio" in mods:
             audio = augment.audio(ex.audio, rng) if augment else ex.audio
             mel, keep = features.audio_encoder_input(audio, n_mels, faithful=False)
-            mels.append(mel)
+            mels.append(augment.spectrogram(mel, rng) if augment else mel)
             keeps.append(keep)
         if "video" in mods:
             vids.append(augment.video(ex.rois, rng) if augment else lips.normalize_rois(ex.rois))

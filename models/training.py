@@ -50,6 +50,7 @@ class TrainOptions:
     task_mix: dict[str, float] = field(default_factory=lambda: {"avsr": 0.5, "asr": 0.25, "vsr": 0.25})
     save_every: int = 100
     log_every: int = 25
+    ctc_weight: float = 0.3  # auxiliary CTC on the encoders (0: off)
     eval_every: int = 500
     eval_size: int = 48
     seed: int = 0
@@ -68,9 +69,28 @@ def domain_tokenizer(path: Path) -> TextTokenizer:
     return load_tokenizer(path)
 
 
-def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list[int]
-               ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Teacher-forced loss of one batch: (total, its parts)."""
+class CTCHeads(torch.nn.Module):
+    """Training-only linear heads from each modality's compressed encoder tokens to the vocabulary, for
+    an auxiliary CTC loss (as hybrid CTC/attention AVSR recipes use) that teaches the encoders to
+    align with the words early; they are not part of the model and are not saved in its checkpoint."""
+
+    def __init__(self, cfg, vocab: int) -> None:
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({m: torch.nn.Linear(cfg.projector_input_dim(m), vocab)
+                                          for m, present in (("audio", cfg.has_audio), ("video", cfg.has_video))
+                                          if present})
+
+    def loss(self, modality: str, tokens: list[torch.Tensor], targets: list[list[int]], blank: int) -> torch.Tensor:
+        lengths = torch.tensor([len(t) for t in tokens])
+        padded = torch.nn.utils.rnn.pad_sequence(tokens)  # [T, B, D]
+        log_probs = F.log_softmax(self.heads[modality](padded).float(), dim=-1)
+        return F.ctc_loss(log_probs, torch.tensor([i for t in targets for i in t]), lengths,
+                          torch.tensor([len(t) for t in targets]), blank=blank, zero_infinity=True)
+
+
+def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list[int],
+               ctc: CTCHeads | None = None, ctc_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Teacher-forced loss of one batch (plus the auxiliary CTC loss when `ctc` is given): (total, its parts)."""
     cfg = model.cfg
     tokens: dict[str, list[torch.Tensor]] = {}
     if batch.mel is not None:
@@ -113,6 +133,10 @@ def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list
         z = torch.stack([router_z_loss(r) for r in routings]).mean()
         loss = loss + cfg.projector.load_balancing_coef * lb + cfg.projector.z_loss_coef * z
         parts.update(lb=float(lb.detach()), z=float(z.detach()))
+    if ctc is not None and ctc_weight:
+        aux = torch.stack([ctc.loss(m, t, batch.ids, ids.pad) for m, t in tokens.items()]).mean()
+        loss = loss + ctc_weight * aux
+        parts["ctc"] = float(aux.detach())
     return loss, parts
 
 
@@ -154,20 +178,23 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     model = LlamaSMoP(cfg)
     ids = SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)
     prompt_ids = {t: tokenizer.encode(p) for t, p in cfg.tokens.prompts.items()}
-    cache = crop_cache or str(Path(manifest).parent / "crops")
     show = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
-    data = load_examples(manifest, tokenizer, cache, workers, show("load"))
-    dev = load_examples(dev_manifest, tokenizer, cache, workers, show("load dev"))[: opts.eval_size] if dev_manifest else []
+    data = load_examples(manifest, tokenizer, crop_cache, workers, show("load"))
+    dev = load_examples(dev_manifest, tokenizer, None, workers, show("load dev"), opts.eval_size) if dev_manifest else []
     log(f"{len(data)} training utterances ({sum(len(e.audio) for e in data) / 16000 / 3600:.2f} h), "
         f"{len(dev)} dev; model {cfg.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, betas=(0.9, 0.98), weight_decay=opts.weight_decay)
+    ctc = CTCHeads(cfg, tokenizer.vocab_size) if opts.ctc_weight else None
+    params = list(model.parameters()) + (list(ctc.parameters()) if ctc else [])
+    optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(0.9, 0.98), weight_decay=opts.weight_decay)
     rng = np.random.default_rng(opts.seed)
     step, queue = 0, []
     state_path = out / STATE
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
+        if ctc is not None:
+            ctc.load_state_dict(state["ctc"])
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
@@ -186,10 +213,10 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
             batch = make_batch([data[i] for i in queue.pop()], task, cfg.audio_encoder.mel_bins, augment, rng)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, opts)
-            loss, parts = batch_loss(model, batch, ids, prompt_ids[task])
+            loss, parts = batch_loss(model, batch, ids, prompt_ids[task], ctc, opts.ctc_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             step += 1
             for k, v in parts.items():
@@ -212,12 +239,40 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
                 log(f"step {step}: dev WER {row['dev_wer']}")
             if step % opts.save_every == 0 or step == opts.steps:
                 tmp = state_path.with_suffix(".tmp")
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                torch.save({"model": model.state_dict(), "ctc": ctc.state_dict() if ctc else None,
+                            "optimizer": optimizer.state_dict(), "step": step,
                             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "queue": queue}, tmp)
                 tmp.replace(state_path)
     final = out / "checkpoint.pth"
     save_checkpoint(model.eval(), final)
     return final
+
+
+def plot_curves(runs: dict[str, Path], out: Path) -> Path:
+    """Training cross-entropy and dev WER per task against step, one line per run (`label: run folder`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, run in runs.items():
+        rows = [json.loads(line) for line in (Path(run) / LOG).read_text().splitlines()]
+        ce = [r for r in rows if "ce" in r]
+        ax_loss.plot([r["step"] for r in ce], [r["ce"] for r in ce], label=label)
+        dev = [r for r in rows if "dev_wer" in r]
+        for task in (dev[0]["dev_wer"] if dev else {}):
+            ax_wer.plot([r["step"] for r in dev], [100 * r["dev_wer"][task] for r in dev], marker="o",
+                        label=f"{label} {task}")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy (augmented batches)", yscale="log")
+    ax_wer.set(xlabel="step", ylabel="dev WER % (clean, greedy)", ylim=(0, 100))
+    for ax in (ax_loss, ax_wer):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
 
 
 def set_threads(threads: int | None) -> None:

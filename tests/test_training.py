@@ -47,3 +47,23 @@ def test_rerun_resumes_from_the_saved_state(trained, tiny_corpus):
     assert "resumed at step 30" in lines
     steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert steps[-1] == 35
+
+
+def test_augmentation_without_jitter_is_the_runtime_input():
+    import numpy as np
+
+    from smop_edge.models.train_data import Augment
+    from smop_edge.runtime import lips
+
+    rng = np.random.default_rng(0)
+    rois = rng.integers(0, 255, (5, 96, 96), dtype=np.uint8)
+    assert np.allclose(Augment(jitter=False).video(rois, rng), lips.normalize_rois(rois), atol=1e-5)
+    jittered = Augment().video(rois, rng)
+    assert jittered.shape == (5, 88, 88)
+    mel = rng.standard_normal((80, 400)).astype(np.float32)
+    masked = Augment().spectrogram(mel, rng)
+    changed = masked != mel
+    # masks are whole mel bands (<= 2 x 10 bins) and whole stretches of time (<= 2 x 5 % of frames)
+    bands, stretches = changed.all(axis=1), changed.all(axis=0)
+    assert bands.sum() <= 20 and stretches.sum() <= 2 * (400 // 20)
+    assert (changed == (bands[:, None] | stretches[None, :])).all()
