@@ -243,7 +243,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from smop_edge.runtime.transcribe import progress_bar
 
     set_threads(args.threads)
-    opts = TrainOptions(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    opts = TrainOptions(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                        asr_first=args.asr_first)
     final = train(args.manifest, args.out, opts, args.dev, args.crop_cache, args.workers,
                   progress_bar(not args.quiet, piped_lines=True), log=lambda line: print(line, flush=True))
     print(f"{final}: trained {opts.model} ({opts.steps} steps); tokenizer {Path(args.out) / 'tokenizer.json'}")
@@ -394,9 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="training manifest.jsonl")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pth, tokenizer.json, train_log.jsonl")
     p.add_argument("--model", choices=["demo-dedr", "demo-mlp"], default="demo-dedr")
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=3500)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--asr-first", type=int, default=1500, help="ASR-only steps before tasks are mixed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dev", metavar="MANIFEST", help="held-out manifest: greedy WER every 500 steps")
     p.add_argument("--crop-cache", help="mouth-crop cache folder (default: crops/ next to the manifest)")

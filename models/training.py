@@ -27,6 +27,7 @@ from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
 from . import zoo
 from .checkpoint import save_checkpoint
 from .compression import compress
+from .config import ModelConfig, TokensConfig
 from .corpus import WORDS, sample_words
 from .llama_smop import LlamaSMoP
 from .projector import load_balancing_loss, router_z_loss
@@ -42,15 +43,17 @@ class TrainOptions:
     """Hyper-parameters of one training run (recorded in the output folder)."""
 
     model: str = "demo-dedr"
-    steps: int = 4000
+    steps: int = 3500
     batch_size: int = 16
-    lr: float = 1.5e-3
+    lr: float = 1e-3
     warmup: int = 200
     weight_decay: float = 0.01
     task_mix: dict[str, float] = field(default_factory=lambda: {"avsr": 0.5, "asr": 0.25, "vsr": 0.25})
     save_every: int = 100
     log_every: int = 25
     ctc_weight: float = 0.3  # auxiliary CTC on the encoders (0: off)
+    noise_ramp: int = 1000  # steps over which the share of noisy examples grows from 0 to its full value
+    asr_first: int = 1500  # ASR-only steps first (5x cheaper than video steps): audio and LLM align early
     eval_every: int = 500
     eval_size: int = 48
     seed: int = 0
@@ -62,8 +65,6 @@ def domain_tokenizer(path: Path) -> TextTokenizer:
     if not path.exists():
         rng = np.random.default_rng(0)
         texts = [" ".join(sample_words(rng)) for _ in range(4000)] + [" ".join(WORDS)] * 20
-        from .config import TokensConfig
-
         texts += list(TokensConfig().prompts.values()) * 50
         train_base_tokenizer(texts, vocab_size=320).save(str(path))
     return load_tokenizer(path)
@@ -74,7 +75,7 @@ class CTCHeads(torch.nn.Module):
     an auxiliary CTC loss (as hybrid CTC/attention AVSR recipes use) that teaches the encoders to
     align with the words early; they are not part of the model and are not saved in its checkpoint."""
 
-    def __init__(self, cfg, vocab: int) -> None:
+    def __init__(self, cfg: ModelConfig, vocab: int) -> None:
         super().__init__()
         self.heads = torch.nn.ModuleDict({m: torch.nn.Linear(cfg.projector_input_dim(m), vocab)
                                           for m, present in (("audio", cfg.has_audio), ("video", cfg.has_video))
@@ -202,6 +203,7 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
         log(f"resumed at step {step}")
     tasks, weights = list(opts.task_mix), np.asarray(list(opts.task_mix.values()), np.float64)
     augment = Augment()
+    full_noise = augment.p_noise
     lengths = [len(e.rois) for e in data]
     model.train()
     t_last, parts_sum, n_sum = time.perf_counter(), {}, 0
@@ -209,7 +211,8 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
         while step < opts.steps:
             if not queue:
                 queue = batches(len(data), lengths, opts.batch_size, rng)
-            task = tasks[int(rng.choice(len(tasks), p=weights / weights.sum()))]
+            task = "asr" if step < opts.asr_first else tasks[int(rng.choice(len(tasks), p=weights / weights.sum()))]
+            augment.p_noise = full_noise * min(1.0, step / max(1, opts.noise_ramp))  # clean first
             batch = make_batch([data[i] for i in queue.pop()], task, cfg.audio_encoder.mel_bins, augment, rng)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, opts)

@@ -7,11 +7,11 @@ import sys
 import smop_edge.runtime
 
 
-def test_runtime_modules_and_the_cli_entry_do_not_import_torch():
+def test_runtime_modules_the_cli_entry_and_eval_do_not_import_torch():
     modules = [f"smop_edge.runtime.{m.name}" for m in pkgutil.iter_modules(smop_edge.runtime.__path__)]
     assert "smop_edge.runtime.features" in modules and "smop_edge.runtime.decoding" in modules
     code = ("import sys, importlib\n"
-            f"for m in {modules + ['smop_edge.apps.cli']!r}: importlib.import_module(m)\n"
+            f"for m in {modules + ['smop_edge.apps.cli', 'smop_edge.apps.evaluate']!r}: importlib.import_module(m)\n"
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]\n"
             "assert not bad, bad\n"
             "from smop_edge.apps.cli import build_parser; build_parser()\n"

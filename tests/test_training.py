@@ -10,8 +10,8 @@ from smop_edge.models.training import TrainOptions, train
 @pytest.fixture(scope="module")
 def trained(tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    opts = TrainOptions(model="tiny-dedr", steps=30, batch_size=4, lr=3e-3, warmup=5, save_every=10, log_every=5, eval_every=30,
-                        eval_size=2)
+    opts = TrainOptions(model="tiny-dedr", steps=30, batch_size=4, lr=3e-3, warmup=5, save_every=10, log_every=5,
+                        eval_every=30, eval_size=2, asr_first=10, noise_ramp=10)
     lines = []
     final = train(str(tiny_corpus / "train" / "manifest.jsonl"), out, opts,
                   dev_manifest=str(tiny_corpus / "test" / "manifest.jsonl"), workers=1, log=lines.append)
