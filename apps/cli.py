@@ -261,8 +261,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     snrs = [None if s.lower() == "clean" else _float(s, "--snr") for s in (args.snr or ["clean"])]
     task = args.task or ("avsr" if "avsr" in rec.tasks else rec.tasks[0])
     report = evaluate(rec, args.manifest, task, snrs, args.noise, args.seed, args.crop_cache, args.limit,
-                      progress_bar(not args.quiet))
-    report.bundle = str(args.bundle or DEMO_BUNDLE)
+                      progress_bar(not args.quiet), str(args.bundle or DEMO_BUNDLE))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0

@@ -15,7 +15,7 @@ from smop_edge.runtime import crop_cache, lips, media
 from smop_edge.runtime.errors import UsageError
 from smop_edge.runtime.features import align_audio_to_video
 from smop_edge.runtime.prompt import TASK_MODALITIES
-from smop_edge.runtime.scoring import corpus_wer, edit_distance, words
+from smop_edge.runtime.scoring import edit_distance, words
 
 
 @dataclass
@@ -72,9 +72,9 @@ def _inputs(row: dict, task: str, cache: str) -> tuple[np.ndarray | None, np.nda
         if not info.has_video:
             raise UsageError(f"{row['file']}: task {task} needs video, the file has none")
         rois, found = crop_cache.mouth_rois(row["file"], cache)
-        frames = lips.normalize_rois(rois) if found else None
-        if frames is None:
+        if not found:
             raise UsageError(f"{row['file']}: no face found")
+        frames = lips.normalize_rois(rois)
         if audio is not None:
             audio = align_audio_to_video(audio, len(frames))
     return audio, frames
@@ -82,30 +82,30 @@ def _inputs(row: dict, task: str, cache: str) -> tuple[np.ndarray | None, np.nda
 
 def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind: str = "babble",
              seed: int = 0, cache: str | None = None, limit: int | None = None,
-             progress: Callable[[str, int, int], None] | None = None) -> Report:
-    """Transcribe every row of `manifest` once per SNR (None: clean) with `rec` (a Recognizer)."""
-    from pathlib import Path
-
+             progress: Callable[[str, int, int], None] | None = None, bundle: str = "") -> Report:
+    """Transcribe every row of `manifest` once per SNR (None: clean) with `rec` (a Recognizer from
+    `bundle`)."""
     if task not in rec.tasks:
         raise UsageError(f"the bundle supports {', '.join(rec.tasks)}, not {task}")
     if "audio" not in TASK_MODALITIES[task] and any(s is not None for s in snrs):
         raise UsageError("--snr mixes noise into the audio; task vsr has none")
     rows = read_manifest(manifest)[:limit]
-    cache = cache or str(Path(manifest).parent / "crops")
+    cache = cache or str(crop_cache.beside(manifest))
     conditions = [Condition(snr, 0.0, 0, 0) for snr in snrs]
     for i, row in enumerate(rows):
         audio, frames = _inputs(row, task, cache)
+        uid = row.get("id", row["path"])
         for cond in conditions:
             mixed = audio
             if audio is not None and cond.snr is not None:
-                rng = np.random.default_rng([seed, zlib.crc32(row.get("id", row["path"]).encode()), int(cond.snr * 10) + 1000])
+                rng = np.random.default_rng([seed, zlib.crc32(uid.encode()), int(cond.snr * 10) + 1000])
                 mixed = noise.mix_at_snr(audio, noise.noise_like(noise_kind, len(audio), rng), cond.snr)
             hyp = rec.transcribe(mixed, frames, task).text
-            ref = row["text"]
-            errors = edit_distance(words(ref), words(hyp))
-            cond.rows.append(Row(row.get("id", row["path"]), cond.snr, ref, hyp, errors, len(words(ref))))
+            ref = words(row["text"])
+            cond.rows.append(Row(uid, cond.snr, row["text"], hyp, edit_distance(ref, words(hyp)), len(ref)))
         if progress:
             progress("eval", i + 1, len(rows))
-    for cond in conditions:
-        cond.wer, cond.errors, cond.words = corpus_wer((r.reference, r.hypothesis) for r in cond.rows)
-    return Report(manifest, "", task, noise_kind, conditions)
+    for cond in conditions:  # corpus level: summed word errors over summed reference words
+        cond.errors, cond.words = sum(r.errors for r in cond.rows), sum(r.words for r in cond.rows)
+        cond.wer = cond.errors / cond.words if cond.words else 0.0
+    return Report(manifest, bundle, task, noise_kind, conditions)

@@ -69,6 +69,10 @@ def spoken_text(words: list[str], rng: np.random.Generator, zed: bool = False) -
     return "".join(out)
 
 
+def utterance_id(split: str, seed: int, index: int) -> str:
+    return f"{split}-{seed}-{index:06d}"
+
+
 def _voices(split: str) -> list[speech_synth.Voice]:
     return speech_synth.TRAIN_VOICES if split == "train" else speech_synth.TEST_VOICES
 
@@ -93,7 +97,7 @@ def make_clip(index: int, seed: int, split: str, out_dir: Path) -> Utterance:
     n_frames = int(np.ceil(len(audio) / SAMPLE_RATE * VIDEO_FPS))
     audio = np.pad(audio, (0, n_frames * SAMPLE_RATE // VIDEO_FPS - len(audio)))
     scene = face_scene.Scene.sample(rng, n_frames)
-    uid = f"{split}-{seed}-{index:06d}"
+    uid = utterance_id(split, seed, index)
     rel = f"{split}/{uid}.mp4"
     (out_dir / split).mkdir(parents=True, exist_ok=True)
     write_video(out_dir / rel, face_scene.render_clip(identity, viseme_track(phones, n_frames), scene, rng),
@@ -134,7 +138,7 @@ def synth_corpus(out: str | Path, n: int, seed: int = 0, split: str = "train", w
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / MANIFEST
     done = {row["id"] for row in read_manifest(manifest)} if manifest.exists() else set()
-    todo = [(i, seed, split, out) for i in range(n) if f"{split}-{seed}-{i:06d}" not in done]
+    todo = [(i, seed, split, out) for i in range(n) if utterance_id(split, seed, i) not in done]
     count = len(done)
     with manifest.open("a") as f:
         if workers > 1:

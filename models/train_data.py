@@ -1,5 +1,5 @@
 """Training data for the demo model: manifest rows -> (audio, mouth ROIs, token ids) held in memory,
-augmented per draw (noise at a random SNR, level, mouth-crop jitter and flips) and padded into batches.
+augmented per draw (noise at a random SNR, SpecAugment, mouth-crop jitter and flips) and padded into batches.
 
 Features come from the runtime's own functions (`audio_encoder_input`, the crop cache), so training
 sees exactly what inference sees.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,7 +49,7 @@ def load_examples(manifest: str, tokenizer: TextTokenizer, cache: str | None = N
     `cache` (default: crops/ next to the manifest, where `eval` looks too); rows where no face was
     found are dropped."""
     rows = read_manifest(manifest)[:limit]
-    cache = cache or str(Path(manifest).parent / "crops")
+    cache = cache or str(crop_cache.beside(manifest))
     jobs = [(row["file"], cache) for row in rows]
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
     loaded = pool.imap(_load, jobs, chunksize=4) if pool else map(_load, jobs)

@@ -2,7 +2,7 @@
 on the synthetic corpus, one model for ASR, VSR and AVSR (modality dropout: each batch draws a task).
 
 Loss: next-token cross-entropy on the transcript (+ EOS) after the task's prefix, plus the SMoP
-load-balancing and router z losses. Every `save_every` steps the whole state (weights, optimiser,
+load-balancing and router z losses and an auxiliary CTC loss on the encoders (training-only heads). Every `save_every` steps the whole state (weights, optimiser,
 random generators, curve) is written, and a rerun of the same command resumes from it.
 """
 
@@ -161,7 +161,6 @@ def quick_wer(model: LlamaSMoP, tokenizer: TextTokenizer, examples: list[Example
     for task in model.cfg.tasks:
         pairs = [(ex.text, rec.transcribe(ex.audio, lips.normalize_rois(ex.rois), task).text) for ex in examples]
         out[task] = round(corpus_wer(pairs)[0], 4)
-    model.train()
     return out
 
 
@@ -202,6 +201,7 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
         step, queue = state["step"], state["queue"]
         log(f"resumed at step {step}")
     tasks, weights = list(opts.task_mix), np.asarray(list(opts.task_mix.values()), np.float64)
+    weights /= weights.sum()
     augment = Augment()
     full_noise = augment.p_noise
     lengths = [len(e.rois) for e in data]
@@ -211,7 +211,7 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
         while step < opts.steps:
             if not queue:
                 queue = batches(len(data), lengths, opts.batch_size, rng)
-            task = "asr" if step < opts.asr_first else tasks[int(rng.choice(len(tasks), p=weights / weights.sum()))]
+            task = "asr" if step < opts.asr_first else tasks[int(rng.choice(len(tasks), p=weights))]
             augment.p_noise = full_noise * min(1.0, step / max(1, opts.noise_ramp))  # clean first
             batch = make_batch([data[i] for i in queue.pop()], task, cfg.audio_encoder.mel_bins, augment, rng)
             for group in optimizer.param_groups:
@@ -238,6 +238,7 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
                 t_last, parts_sum, n_sum = now, {}, 0
             if dev and (step % opts.eval_every == 0 or step == opts.steps):
                 row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev)}
+                model.train()
                 log_file.write(json.dumps(row) + "\n")
                 log(f"step {step}: dev WER {row['dev_wer']}")
             if step % opts.save_every == 0 or step == opts.steps:
@@ -249,33 +250,6 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     final = out / "checkpoint.pth"
     save_checkpoint(model.eval(), final)
     return final
-
-
-def plot_curves(runs: dict[str, Path], out: Path) -> Path:
-    """Training cross-entropy and dev WER per task against step, one line per run (`label: run folder`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, run in runs.items():
-        rows = [json.loads(line) for line in (Path(run) / LOG).read_text().splitlines()]
-        ce = [r for r in rows if "ce" in r]
-        ax_loss.plot([r["step"] for r in ce], [r["ce"] for r in ce], label=label)
-        dev = [r for r in rows if "dev_wer" in r]
-        for task in (dev[0]["dev_wer"] if dev else {}):
-            ax_wer.plot([r["step"] for r in dev], [100 * r["dev_wer"][task] for r in dev], marker="o",
-                        label=f"{label} {task}")
-    ax_loss.set(xlabel="step", ylabel="cross-entropy (augmented batches)", yscale="log")
-    ax_wer.set(xlabel="step", ylabel="dev WER % (clean, greedy)", ylim=(0, 100))
-    for ax in (ax_loss, ax_wer):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
 
 
 def set_threads(threads: int | None) -> None:

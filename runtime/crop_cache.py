@@ -16,6 +16,11 @@ def _key(path: Path) -> str:
     return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:20]
 
 
+def beside(manifest: str | Path) -> Path:
+    """The default cache of a manifest's clips: `crops/` next to it (training and eval share it)."""
+    return Path(manifest).parent / "crops"
+
+
 def mouth_rois(path: str | Path, cache_dir: str | Path | None = None) -> tuple[np.ndarray, int]:
     """96x96 RGB mouth ROIs [T, 96, 96, 3] uint8 of a video (the speaker chosen with its audio) and the
     number of frames where the face was found; read from `cache_dir` when cropped before."""
