@@ -245,8 +245,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     opts = TrainOptions(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         asr_first=args.asr_first)
-    final = train(args.manifest, args.out, opts, args.dev, args.crop_cache, args.workers,
-                  progress_bar(not args.quiet, piped_lines=True), log=lambda line: print(line, flush=True))
+    show = progress_bar(not args.quiet, piped_lines=True)
+    if args.word_bank:
+        from smop_edge.models import word_bank
+
+        word_bank.build(args.word_bank, workers=args.workers,
+                        progress=(lambda d, t: show("word bank", d, t)) if show else None)
+    final = train(args.manifest, args.out, opts, args.dev, args.crop_cache, args.workers, args.word_bank,
+                  show, log=lambda line: print(line, flush=True))
     print(f"{final}: trained {opts.model} ({opts.steps} steps); tokenizer {Path(args.out) / 'tokenizer.json'}")
     return 0
 
@@ -394,14 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="training manifest.jsonl")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pth, tokenizer.json, train_log.jsonl")
     p.add_argument("--model", choices=["demo-dedr", "demo-mlp"], default="demo-dedr")
-    p.add_argument("--steps", type=int, default=3500)
+    p.add_argument("--steps", type=int, default=6800)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--asr-first", type=int, default=1500, help="ASR-only steps before tasks are mixed")
+    p.add_argument("--asr-first", type=int, default=4000, help="ASR-only steps before tasks are mixed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dev", metavar="MANIFEST", help="held-out manifest: greedy WER every 500 steps")
     p.add_argument("--crop-cache", help="mouth-crop cache folder (default: crops/ next to the manifest)")
-    p.add_argument("--workers", type=int, default=2, help="processes for cropping")
+    p.add_argument("--word-bank", metavar="DIR", help="words of the training voices (built here if missing): "
+                   "half the ASR batches are fresh utterances composed from it, with framewise word targets")
+    p.add_argument("--workers", type=int, default=2, help="processes for cropping and the word bank")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)

@@ -25,12 +25,14 @@ from .corpus import read_manifest
 @dataclass
 class Example:
     """One utterance in memory: 16 kHz audio aligned to the video (640 samples a frame), gray 96x96
-    mouth ROIs [T, 96, 96] uint8, the transcript's token ids."""
+    mouth ROIs [T, 96, 96] uint8 (none for audio-only examples), the transcript's token ids, and, where
+    known, each word's (start, end, word index) in samples."""
 
     audio: np.ndarray
     rois: np.ndarray
     ids: list[int]
     text: str
+    spans: list[tuple[int, int, int]] | None = None
 
 
 def _load(args: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +112,8 @@ class Augment:
 @dataclass
 class Batch:
     """Padded tensors for one task: mel [B, n_mels, F] + mask, frames [B, T, 88, 88] + padding mask
-    (True = padded), kept audio frames / video frames per example, and the target ids."""
+    (True = padded), kept audio frames / video frames per example, the target ids, and the word spans
+    when every example has them."""
 
     task: str
     mel: torch.Tensor | None
@@ -120,6 +123,7 @@ class Batch:
     frames_pad: torch.Tensor | None
     video_len: list[int]
     ids: list[list[int]]
+    spans: list[list[tuple[int, int, int]]] | None = None
 
 
 def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment | None,
@@ -150,7 +154,9 @@ def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment
         for i, v in enumerate(vids):
             frames[i, : len(v)] = torch.from_numpy(np.ascontiguousarray(v))
             frames_pad[i, : len(v)] = False
-    return Batch(task, mel, mel_mask, keeps, frames, frames_pad, [len(v) for v in vids], [ex.ids for ex in examples])
+    spans = [ex.spans for ex in examples] if all(ex.spans is not None for ex in examples) else None
+    return Batch(task, mel, mel_mask, keeps, frames, frames_pad, [len(v) for v in vids],
+                 [ex.ids for ex in examples], spans)
 
 
 def batches(n_examples: int, lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:

@@ -2,8 +2,10 @@
 on the synthetic corpus, one model for ASR, VSR and AVSR (modality dropout: each batch draws a task).
 
 Loss: next-token cross-entropy on the transcript (+ EOS) after the task's prefix, plus the SMoP
-load-balancing and router z losses and an auxiliary CTC loss on the encoders (training-only heads). Every `save_every` steps the whole state (weights, optimiser,
-random generators, curve) is written, and a rerun of the same command resumes from it.
+load-balancing and router z losses, an auxiliary CTC loss on the encoders and, for utterances composed
+from the word bank (whose word spans are known), a framewise word loss on the audio tokens (both with
+training-only heads). Every `save_every` steps the whole state (weights, optimiser, random generators,
+curve) is written, and a rerun of the same command resumes from it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from smop_edge.runtime.features import ENCODER_FRAMES_PER_SECOND, SAMPLE_RATE
 from smop_edge.runtime.prompt import SpecialIds, prefix_segments
 from smop_edge.runtime.scoring import corpus_wer
 from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
@@ -32,6 +35,7 @@ from .corpus import WORDS, sample_words
 from .llama_smop import LlamaSMoP
 from .projector import load_balancing_loss, router_z_loss
 from .tokenizer_builder import train_base_tokenizer
+from .word_bank import SILENCE, WordBank, frame_labels
 from .train_data import Augment, Batch, Example, batches, load_examples, make_batch
 
 STATE = "train_state.pt"
@@ -43,7 +47,7 @@ class TrainOptions:
     """Hyper-parameters of one training run (recorded in the output folder)."""
 
     model: str = "demo-dedr"
-    steps: int = 3500
+    steps: int = 6800
     batch_size: int = 16
     lr: float = 1e-3
     warmup: int = 200
@@ -52,8 +56,10 @@ class TrainOptions:
     save_every: int = 100
     log_every: int = 25
     ctc_weight: float = 0.3  # auxiliary CTC on the encoders (0: off)
+    frame_weight: float = 0.5  # framewise word loss on the audio tokens of composed utterances
+    composed_share: float = 0.5  # share of ASR batches composed from the word bank (when one is given)
     noise_ramp: int = 1000  # steps over which the share of noisy examples grows from 0 to its full value
-    asr_first: int = 1500  # ASR-only steps first (5x cheaper than video steps): audio and LLM align early
+    asr_first: int = 4000  # ASR-only steps first (5x cheaper than video steps): audio and LLM align early
     eval_every: int = 500
     eval_size: int = 48
     seed: int = 0
@@ -70,16 +76,24 @@ def domain_tokenizer(path: Path) -> TextTokenizer:
     return load_tokenizer(path)
 
 
-class CTCHeads(torch.nn.Module):
-    """Training-only linear heads from each modality's compressed encoder tokens to the vocabulary, for
-    an auxiliary CTC loss (as hybrid CTC/attention AVSR recipes use) that teaches the encoders to
-    align with the words early; they are not part of the model and are not saved in its checkpoint."""
+class AuxHeads(torch.nn.Module):
+    """Training-only linear heads on the compressed encoder tokens: one per modality to the vocabulary
+    for an auxiliary CTC loss (as hybrid CTC/attention AVSR recipes use), and one from the audio tokens
+    to the words (+ silence) for the framewise word loss. They teach the encoders the words early; they
+    are not part of the model and are not saved in its checkpoint."""
 
     def __init__(self, cfg: ModelConfig, vocab: int) -> None:
         super().__init__()
         self.heads = torch.nn.ModuleDict({m: torch.nn.Linear(cfg.projector_input_dim(m), vocab)
                                           for m, present in (("audio", cfg.has_audio), ("video", cfg.has_video))
                                           if present})
+        self.samples_per_token = SAMPLE_RATE // ENCODER_FRAMES_PER_SECOND * cfg.audio_compression.rate
+        self.words = torch.nn.Linear(cfg.projector_input_dim("audio"), SILENCE + 1) if cfg.has_audio else None
+
+    def frame_loss(self, tokens: list[torch.Tensor], spans: list[list[tuple[int, int, int]]]) -> torch.Tensor:
+        """Cross-entropy of each audio token against the word its centre falls in."""
+        labels = [torch.from_numpy(frame_labels(s, len(t), self.samples_per_token)) for t, s in zip(tokens, spans)]
+        return F.cross_entropy(self.words(torch.cat(tokens)).float(), torch.cat(labels))
 
     def loss(self, modality: str, tokens: list[torch.Tensor], targets: list[list[int]], blank: int) -> torch.Tensor:
         lengths = torch.tensor([len(t) for t in tokens])
@@ -89,9 +103,9 @@ class CTCHeads(torch.nn.Module):
                           torch.tensor([len(t) for t in targets]), blank=blank, zero_infinity=True)
 
 
-def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list[int],
-               ctc: CTCHeads | None = None, ctc_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Teacher-forced loss of one batch (plus the auxiliary CTC loss when `ctc` is given): (total, its parts)."""
+def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list[int], aux: AuxHeads | None = None,
+               ctc_weight: float = 0.0, frame_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Teacher-forced loss of one batch (plus the auxiliary losses when `aux` is given): (total, its parts)."""
     cfg = model.cfg
     tokens: dict[str, list[torch.Tensor]] = {}
     if batch.mel is not None:
@@ -134,10 +148,14 @@ def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list
         z = torch.stack([router_z_loss(r) for r in routings]).mean()
         loss = loss + cfg.projector.load_balancing_coef * lb + cfg.projector.z_loss_coef * z
         parts.update(lb=float(lb.detach()), z=float(z.detach()))
-    if ctc is not None and ctc_weight:
-        aux = torch.stack([ctc.loss(m, t, batch.ids, ids.pad) for m, t in tokens.items()]).mean()
-        loss = loss + ctc_weight * aux
-        parts["ctc"] = float(aux.detach())
+    if aux is not None and ctc_weight:
+        ctc = torch.stack([aux.loss(m, t, batch.ids, ids.pad) for m, t in tokens.items()]).mean()
+        loss = loss + ctc_weight * ctc
+        parts["ctc"] = float(ctc.detach())
+    if aux is not None and frame_weight and batch.spans is not None and "audio" in tokens:
+        frames = aux.frame_loss(tokens["audio"], batch.spans)
+        loss = loss + frame_weight * frames
+        parts["frame"] = float(frames.detach())
     return loss, parts
 
 
@@ -150,24 +168,26 @@ def learning_rate(step: int, opts: TrainOptions) -> float:
 
 
 @torch.inference_mode()
-def quick_wer(model: LlamaSMoP, tokenizer: TextTokenizer, examples: list[Example]) -> dict[str, float]:
-    """Greedy WER per task on clean `examples` with the torch reference (fast audio mode)."""
+def quick_wer(model: LlamaSMoP, tokenizer: TextTokenizer, examples: list[Example],
+              tasks: list[str] | None = None) -> dict[str, float]:
+    """Greedy WER per task (default: all the model's) on clean `examples` with the torch reference (fast audio mode)."""
     from smop_edge.runtime import lips
 
     from .reference import ReferenceRecognizer
 
     rec = ReferenceRecognizer(model, tokenizer, audio_mode="fast")
     out = {}
-    for task in model.cfg.tasks:
+    for task in tasks or model.cfg.tasks:
         pairs = [(ex.text, rec.transcribe(ex.audio, lips.normalize_rois(ex.rois), task).text) for ex in examples]
         out[task] = round(corpus_wer(pairs)[0], 4)
     return out
 
 
 def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str | None = None,
-          crop_cache: str | None = None, workers: int = 2,
+          crop_cache: str | None = None, workers: int = 2, word_bank: str | None = None,
           progress: Callable[[str, int, int], None] | None = None, log: Callable[[str], None] = print) -> Path:
-    """Train (or resume) into `out`; returns the path of the final official-layout checkpoint."""
+    """Train (or resume) into `out`; returns the path of the final official-layout checkpoint. With a
+    `word_bank` folder, `opts.composed_share` of the ASR batches are utterances composed from it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "options.json").write_text(json.dumps(asdict(opts), indent=2))
@@ -184,8 +204,9 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     log(f"{len(data)} training utterances ({sum(len(e.audio) for e in data) / 16000 / 3600:.2f} h), "
         f"{len(dev)} dev; model {cfg.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
 
-    ctc = CTCHeads(cfg, tokenizer.vocab_size) if opts.ctc_weight else None
-    params = list(model.parameters()) + (list(ctc.parameters()) if ctc else [])
+    bank = WordBank(word_bank) if word_bank else None
+    aux = AuxHeads(cfg, tokenizer.vocab_size) if opts.ctc_weight or opts.frame_weight else None
+    params = list(model.parameters()) + (list(aux.parameters()) if aux else [])
     optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(0.9, 0.98), weight_decay=opts.weight_decay)
     rng = np.random.default_rng(opts.seed)
     step, queue = 0, []
@@ -193,8 +214,8 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
-        if ctc is not None:
-            ctc.load_state_dict(state["ctc"])
+        if aux is not None:
+            aux.load_state_dict(state["aux"])
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
@@ -213,10 +234,14 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
                 queue = batches(len(data), lengths, opts.batch_size, rng)
             task = "asr" if step < opts.asr_first else tasks[int(rng.choice(len(tasks), p=weights))]
             augment.p_noise = full_noise * min(1.0, step / max(1, opts.noise_ramp))  # clean first
-            batch = make_batch([data[i] for i in queue.pop()], task, cfg.audio_encoder.mel_bins, augment, rng)
+            if task == "asr" and bank and rng.random() < opts.composed_share:
+                examples = [composed_example(bank, tokenizer, rng) for _ in range(opts.batch_size)]
+            else:
+                examples = [data[i] for i in queue.pop()]
+            batch = make_batch(examples, task, cfg.audio_encoder.mel_bins, augment, rng)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, opts)
-            loss, parts = batch_loss(model, batch, ids, prompt_ids[task], ctc, opts.ctc_weight)
+            loss, parts = batch_loss(model, batch, ids, prompt_ids[task], aux, opts.ctc_weight, opts.frame_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -237,19 +262,26 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
                     f"{row['s_per_step']:.2f} s/step, {eta:.0f} min left")
                 t_last, parts_sum, n_sum = now, {}, 0
             if dev and (step % opts.eval_every == 0 or step == opts.steps):
-                row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev)}
+                only_asr = ["asr"] if step <= opts.asr_first else None  # the other tasks are not trained yet
+                row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev, only_asr)}
                 model.train()
                 log_file.write(json.dumps(row) + "\n")
                 log(f"step {step}: dev WER {row['dev_wer']}")
             if step % opts.save_every == 0 or step == opts.steps:
                 tmp = state_path.with_suffix(".tmp")
-                torch.save({"model": model.state_dict(), "ctc": ctc.state_dict() if ctc else None,
+                torch.save({"model": model.state_dict(), "aux": aux.state_dict() if aux else None,
                             "optimizer": optimizer.state_dict(), "step": step,
                             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "queue": queue}, tmp)
                 tmp.replace(state_path)
     final = out / "checkpoint.pth"
     save_checkpoint(model.eval(), final)
     return final
+
+
+def composed_example(bank: WordBank, tokenizer: TextTokenizer, rng: np.random.Generator) -> Example:
+    """A fresh audio-only training example from the word bank, with its word spans."""
+    c = bank.compose(rng)
+    return Example(c.audio, np.zeros((0, 0, 0), np.uint8), tokenizer.encode(c.text), c.text, c.spans)
 
 
 def set_threads(threads: int | None) -> None:

@@ -2,22 +2,24 @@
 # The demo model's whole recipe, from nothing to the shipped files in models/demo/ and the README's
 # WER table. Hours on a 2-core CPU; every stage caches its output and a rerun resumes where it stopped.
 #   bash scripts/train_demo.sh            # all stages
-#   STEPS=300 bash scripts/train_demo.sh  # a short smoke run of the same stages
+#   STEPS=300 ASR_FIRST=100 bash scripts/train_demo.sh  # a short smoke run of the same stages
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 S=.venv/bin/smop-edge
 W=${WORK:-build/recipe}
-STEPS=${STEPS:-3500}
+STEPS=${STEPS:-6800}
+ASR_FIRST=${ASR_FIRST:-4000}
 
 # 1. corpus: 2400 training and 300 held-out utterances (voices and faces disjoint), clean
 $S synth --out "$W/corpus" --n 2400 --seed 0 --split train --workers 2
 $S synth --out "$W/corpus-test" --n 300 --seed 1 --split test --workers 2
 
-# 2. training: SMoP (DEDR, E=4, k=2) and the MLP-projector baseline; mouth crops are cached once
+# 2. training: SMoP (DEDR, E=4, k=2) and the MLP-projector baseline; mouth crops are cached once, the
+#    word bank (every word by every training voice, 6 speaker variants) is built once (~5 min)
 for model in smop:demo-dedr mlp:demo-mlp; do
     $S train "$W/corpus/manifest.jsonl" --out "$W/${model%%:*}" --model "${model##*:}" \
-        --dev "$W/corpus-test/manifest.jsonl" --steps "$STEPS"
+        --dev "$W/corpus-test/manifest.jsonl" --word-bank "$W/words" --steps "$STEPS" --asr-first "$ASR_FIRST"
 done
 
 # 3. bundles: int8 experts (what ships), fp32 experts, and the baseline (int8 projector)

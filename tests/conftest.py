@@ -127,3 +127,12 @@ def tiny_corpus(tmp_path_factory) -> Path:
     synth_corpus(root / "train", 4, seed=5, split="train")
     synth_corpus(root / "test", 2, seed=5, split="test")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_word_bank(tmp_path_factory) -> Path:
+    """A word bank of two training voices (flite and espeak), one speaker variant each."""
+    from smop_edge.models import speech_synth, word_bank
+
+    voices = [v for v in speech_synth.TRAIN_VOICES if v.id in ("flite:kal", "espeak:en-us+m1")]
+    return word_bank.build(tmp_path_factory.mktemp("words"), voices=voices, variants=1)
