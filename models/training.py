@@ -27,7 +27,7 @@ from smop_edge.runtime.prompt import SpecialIds, prefix_segments
 from smop_edge.runtime.scoring import corpus_wer
 from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
 
-from . import zoo
+from . import curves, zoo
 from .checkpoint import save_checkpoint
 from .compression import compress
 from .config import ModelConfig, TokensConfig
@@ -40,6 +40,7 @@ from .train_data import Augment, Batch, Example, batches, load_examples, make_ba
 
 STATE = "train_state.pt"
 LOG = "train_log.jsonl"
+CURVES = "curves.png"
 
 
 @dataclass
@@ -47,7 +48,7 @@ class TrainOptions:
     """Hyper-parameters of one training run (recorded in the output folder)."""
 
     model: str = "demo-dedr"
-    steps: int = 6800
+    steps: int = 8000
     batch_size: int = 16
     lr: float = 1e-3
     warmup: int = 200
@@ -55,11 +56,15 @@ class TrainOptions:
     task_mix: dict[str, float] = field(default_factory=lambda: {"avsr": 0.5, "asr": 0.25, "vsr": 0.25})
     save_every: int = 100
     log_every: int = 25
-    ctc_weight: float = 0.3  # auxiliary CTC on the encoders (0: off)
-    frame_weight: float = 0.5  # framewise word loss on the audio tokens of composed utterances
+    ctc_weight: float = 0.0  # auxiliary CTC on the encoders (0: off)
+    frame_weight: float = 1.0  # framewise word loss on the audio tokens of composed utterances
     composed_share: float = 0.5  # share of ASR batches composed from the word bank (when one is given)
-    noise_ramp: int = 1000  # steps over which the share of noisy examples grows from 0 to its full value
-    asr_first: int = 4000  # ASR-only steps first (5x cheaper than video steps): audio and LLM align early
+    curriculum: int = 2400  # with a word bank: steps over which composed utterances grow from 1 to 8 words
+    #                         (all ASR batches are composed meanwhile): single words teach the decoder to
+    #                         read the audio tokens before it must learn their order
+    noise_delay: int = 1500  # clean steps first: noise slows the encoder's first word learning several-fold
+    noise_ramp: int = 1000  # then steps over which the share of noisy examples grows from 0 to its full value
+    asr_first: int = 6000  # ASR-only steps first (5x cheaper than video steps): audio and LLM align early
     eval_every: int = 500
     eval_size: int = 48
     seed: int = 0
@@ -186,8 +191,10 @@ def quick_wer(model: LlamaSMoP, tokenizer: TextTokenizer, examples: list[Example
 def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str | None = None,
           crop_cache: str | None = None, workers: int = 2, word_bank: str | None = None,
           progress: Callable[[str, int, int], None] | None = None, log: Callable[[str], None] = print) -> Path:
-    """Train (or resume) into `out`; returns the path of the final official-layout checkpoint. With a
-    `word_bank` folder, `opts.composed_share` of the ASR batches are utterances composed from it."""
+    """Train (or resume) into `out`; returns the path of the final official-layout checkpoint (and draws
+    the curves into curves.png). With a
+    `word_bank` folder, `opts.composed_share` of the ASR batches are utterances composed from it (all of
+    them during the length curriculum)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "options.json").write_text(json.dumps(asdict(opts), indent=2))
@@ -220,6 +227,9 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         step, queue = state["step"], state["queue"]
+        if (out / LOG).exists():  # rows logged after the saved state will be logged again
+            kept = [r for r in (out / LOG).read_text().splitlines() if json.loads(r)["step"] <= step]
+            (out / LOG).write_text("".join(r + "\n" for r in kept))
         log(f"resumed at step {step}")
     tasks, weights = list(opts.task_mix), np.asarray(list(opts.task_mix.values()), np.float64)
     weights /= weights.sum()
@@ -227,15 +237,17 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     full_noise = augment.p_noise
     lengths = [len(e.rois) for e in data]
     model.train()
-    t_last, parts_sum, n_sum = time.perf_counter(), {}, 0
+    t_last, parts_sum, parts_n, n_sum = time.perf_counter(), {}, {}, 0
     with (out / LOG).open("a") as log_file:
         while step < opts.steps:
             if not queue:
                 queue = batches(len(data), lengths, opts.batch_size, rng)
             task = "asr" if step < opts.asr_first else tasks[int(rng.choice(len(tasks), p=weights))]
-            augment.p_noise = full_noise * min(1.0, step / max(1, opts.noise_ramp))  # clean first
-            if task == "asr" and bank and rng.random() < opts.composed_share:
-                examples = [composed_example(bank, tokenizer, rng) for _ in range(opts.batch_size)]
+            augment.p_noise = full_noise * min(1.0, max(0, step - opts.noise_delay) / max(1, opts.noise_ramp))
+            in_curriculum = step < opts.curriculum
+            if task == "asr" and bank and (in_curriculum or rng.random() < opts.composed_share):
+                items = min(8, 1 + 8 * step // opts.curriculum) if in_curriculum else 8
+                examples = [composed_example(bank, tokenizer, rng, items) for _ in range(opts.batch_size)]
             else:
                 examples = [data[i] for i in queue.pop()]
             batch = make_batch(examples, task, cfg.audio_encoder.mel_bins, augment, rng)
@@ -249,18 +261,19 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
             step += 1
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v
+                parts_n[k] = parts_n.get(k, 0) + 1  # some parts exist only for some batches (frame)
             n_sum += 1
             if step % opts.log_every == 0 or step == opts.steps:
                 now = time.perf_counter()
                 row = {"step": step, "lr": round(learning_rate(step, opts), 6),
-                       **{k: round(v / n_sum, 4) for k, v in parts_sum.items()},
+                       **{k: round(v / parts_n[k], 4) for k, v in parts_sum.items()},
                        "s_per_step": round((now - t_last) / n_sum, 3)}
                 log_file.write(json.dumps(row) + "\n")
                 log_file.flush()
                 eta = (opts.steps - step) * row["s_per_step"] / 60
                 log(f"step {step}/{opts.steps} ce {row['ce']:.3f} lr {row['lr']:.2e} "
                     f"{row['s_per_step']:.2f} s/step, {eta:.0f} min left")
-                t_last, parts_sum, n_sum = now, {}, 0
+                t_last, parts_sum, parts_n, n_sum = now, {}, {}, 0
             if dev and (step % opts.eval_every == 0 or step == opts.steps):
                 only_asr = ["asr"] if step <= opts.asr_first else None  # the other tasks are not trained yet
                 row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev, only_asr)}
@@ -275,12 +288,14 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
                 tmp.replace(state_path)
     final = out / "checkpoint.pth"
     save_checkpoint(model.eval(), final)
+    curves.plot(out / LOG, out / CURVES)
     return final
 
 
-def composed_example(bank: WordBank, tokenizer: TextTokenizer, rng: np.random.Generator) -> Example:
-    """A fresh audio-only training example from the word bank, with its word spans."""
-    c = bank.compose(rng)
+def composed_example(bank: WordBank, tokenizer: TextTokenizer, rng: np.random.Generator,
+                     max_items: int = 8) -> Example:
+    """A fresh audio-only training example of 1-`max_items` words from the word bank, with its word spans."""
+    c = bank.compose(rng, max_items)
     return Example(c.audio, np.zeros((0, 0, 0), np.uint8), tokenizer.encode(c.text), c.text, c.spans)
 
 

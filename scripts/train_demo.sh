@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 S=.venv/bin/smop-edge
 W=${WORK:-build/recipe}
-STEPS=${STEPS:-6800}
-ASR_FIRST=${ASR_FIRST:-4000}
+STEPS=${STEPS:-8000}
+ASR_FIRST=${ASR_FIRST:-6000}
 
 # 1. corpus: 2400 training and 300 held-out utterances (voices and faces disjoint), clean
 $S synth --out "$W/corpus" --n 2400 --seed 0 --split train --workers 2
@@ -40,4 +40,7 @@ for bundle in smop-int8 smop-fp32 mlp-int8; do
     done
     $S eval "$W/real/manifest.jsonl" --bundle "$W/$bundle" --task asr --json > "$W/eval-$bundle-real.json"
 done
-echo "recipe done: see $W/eval-*.json"
+# 5. ship: checkpoint, tokenizer, curves, int8 bundle and one right-transcribed held-out clip per engine
+.venv/bin/python -m smop_edge.models.demo_package "$W/smop" "$W/smop-int8" "$W/corpus-test/manifest.jsonl" \
+    "$W/eval-smop-int8-avsr.json" --out models/demo
+echo "recipe done: see $W/eval-*.json and models/demo/"

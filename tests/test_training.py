@@ -11,7 +11,7 @@ from smop_edge.models.training import TrainOptions, train
 def trained(tiny_corpus, tiny_word_bank, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     opts = TrainOptions(model="tiny-dedr", steps=30, batch_size=4, lr=3e-3, warmup=5, save_every=10, log_every=5,
-                        eval_every=30, eval_size=2, asr_first=10, noise_ramp=10)
+                        eval_every=30, eval_size=2, asr_first=10, noise_delay=5, noise_ramp=10, ctc_weight=0.3)
     lines = []
     final = train(str(tiny_corpus / "train" / "manifest.jsonl"), out, opts,
                   dev_manifest=str(tiny_corpus / "test" / "manifest.jsonl"), workers=1, word_bank=str(tiny_word_bank),
@@ -28,9 +28,11 @@ def test_loss_falls_and_curves_are_logged(trained):
     assert "lb" in steps[0] and "z" in steps[0]  # SMoP auxiliary losses are part of the objective
     # composed utterances (ASR batches only) bring the framewise word loss; corpus-only windows have none
     assert "frame" in steps[0] and 0 < steps[0]["frame"] < 10
+    assert "ctc" in steps[0]  # the optional auxiliary CTC (off by default)
     dev = [r for r in rows if "dev_wer" in r]
     assert dev and set(dev[0]["dev_wer"]) == {"asr", "vsr", "avsr"}
     assert any("training utterances" in line for line in lines)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_checkpoint_has_official_keys_and_reloads(trained):
@@ -45,11 +47,13 @@ def test_checkpoint_has_official_keys_and_reloads(trained):
 def test_rerun_resumes_from_the_saved_state(trained, tiny_corpus):
     out, _, opts, _ = trained
     opts.steps = 35
+    with (out / "train_log.jsonl").open("a") as f:  # as if the last run had logged past its saved state
+        f.write('{"step": 33, "ce": 1.0}\n')
     lines = []
     train(str(tiny_corpus / "train" / "manifest.jsonl"), out, opts, workers=1, log=lines.append)
     assert "resumed at step 30" in lines
     steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert steps[-1] == 35
+    assert steps[-1] == 35 and 33 not in steps
 
 
 def test_augmentation_without_jitter_is_the_runtime_input():

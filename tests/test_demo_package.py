@@ -1,0 +1,53 @@
+"""Packaging the demo model: samples are correctly transcribed clean held-out clips, one per engine."""
+
+import json
+
+import pytest
+
+from smop_edge.models.demo_package import package, pick_samples
+
+
+@pytest.fixture()
+def run(tmp_path):
+    voices = ["espeak:en-us+f3", "flite:rms", "espeak:en-us+m3", "festival:ked_diphone", "flite:rms"]
+    rows = [{"id": f"u{i}", "path": f"test/u{i}.mp4", "text": "one b", "voice": v, "face": "f", "split": "test",
+             "seconds": 1.0} for i, v in enumerate(voices)]
+    (tmp_path / "test").mkdir()
+    for r in rows:
+        (tmp_path / r["path"]).write_bytes(b"clip " + r["id"].encode())
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    errors = {"u0": 1, "u1": 0, "u2": 0, "u3": 0, "u4": 0}  # u0 (espeak) is wrong, so u2 stands for espeak
+    clean = {"snr": None, "rows": [{"id": k, "errors": e} for k, e in errors.items()]}
+    noisy = {"snr": 0.0, "rows": [{"id": k, "errors": 0} for k in errors]}
+    report = tmp_path / "eval.json"
+    report.write_text(json.dumps({"wer": 0.1, "conditions": [noisy, clean]}))
+    train = tmp_path / "run"
+    train.mkdir()
+    for name in ("checkpoint.pth", "tokenizer.json", "curves.png"):
+        (train / name).write_bytes(name.encode())
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "manifest.json").write_text("{}")
+    return tmp_path, manifest, report, train
+
+
+def test_first_right_clean_clip_of_each_engine(run):
+    _, manifest, report, _ = run
+    assert [r["id"] for r in pick_samples(manifest, report)] == ["u1", "u2", "u3"]
+
+
+def test_package_copies_files_and_writes_the_sample_manifest(run):
+    root, manifest, report, train = run
+    out = package(train, root / "bundle", manifest, report, root / "demo")
+    assert (out / "bundle" / "manifest.json").exists() and (out / "checkpoint.pth").read_bytes() == b"checkpoint.pth"
+    rows = [json.loads(line) for line in (out / "samples" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["path"] for r in rows] == ["sample-1.mp4", "sample-2.mp4", "sample-3.mp4"]
+    assert (out / "samples" / "sample-2.mp4").read_bytes() == b"clip u2"
+
+
+def test_no_clean_condition_is_an_error(run, tmp_path):
+    _, manifest, _, _ = run
+    report = tmp_path / "noisy.json"
+    report.write_text(json.dumps({"conditions": [{"snr": 5.0, "rows": []}]}))
+    with pytest.raises(ValueError, match="no clean condition"):
+        pick_samples(manifest, report)
