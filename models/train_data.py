@@ -112,8 +112,9 @@ class Augment:
 @dataclass
 class Batch:
     """Padded tensors for one task: mel [B, n_mels, F] + mask, frames [B, T, 88, 88] + padding mask
-    (True = padded), kept audio frames / video frames per example, the target ids, and the word spans
-    when every example has them."""
+    (True = padded), kept audio frames / video frames per example, the target ids, the word spans
+    when every example has them, and for batches with video the clean audio's mel + mask (the teacher
+    input of the framewise video loss)."""
 
     task: str
     mel: torch.Tensor | None
@@ -124,13 +125,29 @@ class Batch:
     video_len: list[int]
     ids: list[list[int]]
     spans: list[list[tuple[int, int, int]]] | None = None
+    clean_mel: torch.Tensor | None = None
+    clean_mel_mask: torch.Tensor | None = None
+
+
+def _pad_mels(mels: list[np.ndarray], n_mels: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """[B, n_mels, longest] zero-padded + mask (True = real frame); (None, None) for no mels."""
+    if not mels:
+        return None, None
+    width = max(m.shape[1] for m in mels)
+    mel = torch.zeros(len(mels), n_mels, width)
+    mask = torch.zeros(len(mels), width, dtype=torch.bool)
+    for i, m in enumerate(mels):
+        mel[i, :, : m.shape[1]] = torch.from_numpy(m)
+        mask[i, : m.shape[1]] = True
+    return mel, mask
 
 
 def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment | None,
                rng: np.random.Generator) -> Batch:
-    """Features for `task`'s modalities only (ASR batches skip the video encoder's input and VSR the audio)."""
+    """Features for `task`'s modalities only (ASR batches skip the video encoder's input and VSR the
+    audio's, apart from the clean teacher mel of batches with video)."""
     mods = TASK_MODALITIES[task]
-    mels, keeps, vids = [], [], []
+    mels, keeps, vids, clean = [], [], [], []
     for ex in examples:
         if "audio" in mods:
             audio = augment.audio(ex.audio, rng) if augment else ex.audio
@@ -139,14 +156,9 @@ def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment
             keeps.append(keep)
         if "video" in mods:
             vids.append(augment.video(ex.rois, rng) if augment else lips.normalize_rois(ex.rois))
-    mel = mel_mask = frames = frames_pad = None
-    if mels:
-        width = max(m.shape[1] for m in mels)
-        mel = torch.zeros(len(mels), n_mels, width)
-        mel_mask = torch.zeros(len(mels), width, dtype=torch.bool)
-        for i, m in enumerate(mels):
-            mel[i, :, : m.shape[1]] = torch.from_numpy(m)
-            mel_mask[i, : m.shape[1]] = True
+            clean.append(features.audio_encoder_input(ex.audio, n_mels, faithful=False)[0])
+    mel, mel_mask = _pad_mels(mels, n_mels)
+    frames = frames_pad = None
     if vids:
         length = max(len(v) for v in vids)
         frames = torch.zeros(len(vids), length, lips.CROP_SIZE, lips.CROP_SIZE)
@@ -156,7 +168,7 @@ def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment
             frames_pad[i, : len(v)] = False
     spans = [ex.spans for ex in examples] if all(ex.spans is not None for ex in examples) else None
     return Batch(task, mel, mel_mask, keeps, frames, frames_pad, [len(v) for v in vids],
-                 [ex.ids for ex in examples], spans)
+                 [ex.ids for ex in examples], spans, *_pad_mels(clean, n_mels))
 
 
 def batches(n_examples: int, lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:

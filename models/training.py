@@ -83,9 +83,11 @@ def domain_tokenizer(path: Path) -> TextTokenizer:
 
 class AuxHeads(torch.nn.Module):
     """Training-only linear heads on the compressed encoder tokens: one per modality to the vocabulary
-    for an auxiliary CTC loss (as hybrid CTC/attention AVSR recipes use), and one from the audio tokens
-    to the words (+ silence) for the framewise word loss. They teach the encoders the words early; they
-    are not part of the model and are not saved in its checkpoint."""
+    for an auxiliary CTC loss (as hybrid CTC/attention AVSR recipes use), and one per modality to the
+    words (+ silence) for the framewise word losses: audio tokens learn the known word spans of composed
+    utterances; video tokens (12.5 Hz, as the audio tokens) learn what the audio head says about the
+    same 80 ms of the clip's clean audio. They teach the encoders the words early; they are not part of
+    the model and are not saved in its checkpoint."""
 
     def __init__(self, cfg: ModelConfig, vocab: int) -> None:
         super().__init__()
@@ -94,11 +96,22 @@ class AuxHeads(torch.nn.Module):
                                           if present})
         self.samples_per_token = SAMPLE_RATE // ENCODER_FRAMES_PER_SECOND * cfg.audio_compression.rate
         self.words = torch.nn.Linear(cfg.projector_input_dim("audio"), SILENCE + 1) if cfg.has_audio else None
+        both = cfg.has_audio and cfg.has_video
+        self.video_words = torch.nn.Linear(cfg.projector_input_dim("video"), SILENCE + 1) if both else None
 
     def frame_loss(self, tokens: list[torch.Tensor], spans: list[list[tuple[int, int, int]]]) -> torch.Tensor:
         """Cross-entropy of each audio token against the word its centre falls in."""
         labels = [torch.from_numpy(frame_labels(s, len(t), self.samples_per_token)) for t, s in zip(tokens, spans)]
         return F.cross_entropy(self.words(torch.cat(tokens)).float(), torch.cat(labels))
+
+    def video_frame_loss(self, tokens: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy of each video token against the audio head's word distribution (`teacher`
+        audio tokens of the clean audio, same rate; the shorter of the two sets the length)."""
+        n = [min(len(t), len(a)) for t, a in zip(tokens, teacher)]
+        with torch.no_grad():
+            target = torch.softmax(self.words(torch.cat([a[:k] for a, k in zip(teacher, n)])).float(), dim=-1)
+        logits = self.video_words(torch.cat([t[:k] for t, k in zip(tokens, n)])).float()
+        return F.cross_entropy(logits, target)
 
     def loss(self, modality: str, tokens: list[torch.Tensor], targets: list[list[int]], blank: int) -> torch.Tensor:
         lengths = torch.tensor([len(t) for t in tokens])
@@ -161,6 +174,14 @@ def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list
         frames = aux.frame_loss(tokens["audio"], batch.spans)
         loss = loss + frame_weight * frames
         parts["frame"] = float(frames.detach())
+    if aux is not None and frame_weight and aux.video_words is not None and batch.clean_mel is not None:
+        with torch.no_grad():
+            enc = compress(model.audio_encoder.forward_any_length(batch.clean_mel, batch.clean_mel_mask),
+                           cfg.audio_compression)
+        teacher = [enc[i, : int(m.sum()) // 2 // cfg.audio_compression.rate] for i, m in enumerate(batch.clean_mel_mask)]
+        lips_loss = aux.video_frame_loss(tokens["video"], teacher)
+        loss = loss + frame_weight * lips_loss
+        parts["video_frame"] = float(lips_loss.detach())
     return loss, parts
 
 

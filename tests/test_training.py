@@ -29,6 +29,8 @@ def test_loss_falls_and_curves_are_logged(trained):
     # composed utterances (ASR batches only) bring the framewise word loss; corpus-only windows have none
     assert "frame" in steps[0] and 0 < steps[0]["frame"] < 10
     assert "ctc" in steps[0]  # the optional auxiliary CTC (off by default)
+    # after the ASR-only steps, video batches learn the audio head's words framewise
+    assert "video_frame" not in steps[1] and all(0 < r["video_frame"] < 10 for r in steps[2:])
     dev = [r for r in rows if "dev_wer" in r]
     assert dev and set(dev[0]["dev_wer"]) == {"asr", "vsr", "avsr"}
     assert any("training utterances" in line for line in lines)
