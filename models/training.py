@@ -62,7 +62,7 @@ class TrainOptions:
     curriculum: int = 2400  # with a word bank: steps over which composed utterances grow from 1 to 8 words
     #                         (all ASR batches are composed meanwhile): single words teach the decoder to
     #                         read the audio tokens before it must learn their order
-    noise_delay: int = 1500  # clean steps first: noise slows the encoder's first word learning several-fold
+    noise_delay: int = 1500  # clean steps first: with noise from step 0 the encoder barely learnt words in 1200 steps
     noise_ramp: int = 1000  # then steps over which the share of noisy examples grows from 0 to its full value
     asr_first: int = 6000  # ASR-only steps first (5x cheaper than video steps): audio and LLM align early
     eval_every: int = 500
