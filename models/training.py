@@ -48,7 +48,7 @@ class TrainOptions:
     """Hyper-parameters of one training run (recorded in the output folder)."""
 
     model: str = "demo-dedr"
-    steps: int = 8000
+    steps: int = 7000
     batch_size: int = 16
     lr: float = 1e-3
     warmup: int = 200
@@ -186,11 +186,18 @@ def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list
 
 
 def learning_rate(step: int, opts: TrainOptions) -> float:
-    """Linear warm-up, then cosine decay to 5 % of the peak."""
-    if step < opts.warmup:
-        return opts.lr * (step + 1) / opts.warmup
-    progress = (step - opts.warmup) / max(1, opts.steps - opts.warmup)
-    return opts.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    """Linear warm-up, then cosine decay to 5 % of the peak, over the ASR-only phase; the mixed phase
+    restarts at half the peak (its video encoder starts from scratch) with half the warm-up."""
+    start, end, peak, warmup = 0, opts.steps, opts.lr, opts.warmup
+    if 0 < opts.asr_first < opts.steps:
+        if step < opts.asr_first:
+            end = opts.asr_first
+        else:
+            start, peak, warmup = opts.asr_first, opts.lr / 2, opts.warmup // 2
+    if step - start < warmup:
+        return peak * (step - start + 1) / warmup
+    progress = (step - start - warmup) / max(1, end - start - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 @torch.inference_mode()
@@ -213,9 +220,8 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
           crop_cache: str | None = None, workers: int = 2, word_bank: str | None = None,
           progress: Callable[[str, int, int], None] | None = None, log: Callable[[str], None] = print) -> Path:
     """Train (or resume) into `out`; returns the path of the final official-layout checkpoint (and draws
-    the curves into curves.png). With a
-    `word_bank` folder, `opts.composed_share` of the ASR batches are utterances composed from it (all of
-    them during the length curriculum)."""
+    the curves into curves.png). With a `word_bank` folder, `opts.composed_share` of the ASR batches are
+    utterances composed from it (all of them during the length curriculum)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "options.json").write_text(json.dumps(asdict(opts), indent=2))

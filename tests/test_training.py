@@ -76,3 +76,16 @@ def test_augmentation_without_jitter_is_the_runtime_input():
     bands, stretches = changed.all(axis=1), changed.all(axis=0)
     assert bands.sum() <= 20 and stretches.sum() <= 2 * (400 // 20)
     assert (changed == (bands[:, None] | stretches[None, :])).all()
+
+
+def test_learning_rate_restarts_for_the_mixed_phase():
+    from smop_edge.models.training import learning_rate
+
+    opts = TrainOptions(steps=1000, asr_first=600, lr=1e-3, warmup=100)
+    lr = [learning_rate(s, opts) for s in range(1000)]
+    assert lr[0] < lr[99] == pytest.approx(1e-3)  # warm-up
+    assert lr[599] == pytest.approx(5e-5, rel=0.05)  # the ASR phase decays to 5 % of the peak
+    assert lr[600] < lr[649] == pytest.approx(5e-4)  # restart at half the peak, half the warm-up
+    assert lr[999] == pytest.approx(2.5e-5, rel=0.05)
+    single = TrainOptions(steps=1000, asr_first=1000, lr=1e-3, warmup=100)
+    assert learning_rate(999, single) == pytest.approx(5e-5, rel=0.05)
