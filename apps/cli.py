@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="training manifest.jsonl")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pth, tokenizer.json, train_log.jsonl")
     p.add_argument("--model", choices=["demo-dedr", "demo-mlp"], default="demo-dedr")
-    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--steps", type=int, default=7000)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--asr-first", type=int, default=6000, help="ASR-only steps before tasks are mixed")

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 S=.venv/bin/smop-edge
 W=${WORK:-build/recipe}
-STEPS=${STEPS:-8000}
+STEPS=${STEPS:-7000}
 ASR_FIRST=${ASR_FIRST:-6000}
 
 # 1. corpus: 2400 training and 300 held-out utterances (voices and faces disjoint), clean
