@@ -273,8 +273,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     for cond in report.conditions:
         label = "clean" if cond.snr is None else f"{cond.snr:g} dB {args.noise}"
+        missed = sum(r.no_face for r in cond.rows)
         print(f"{task} {label}: WER {100 * cond.wer:.2f} % ({cond.errors} errors / {cond.words} words, "
-              f"{len(cond.rows)} utterances)")
+              f"{len(cond.rows)} utterances" + (f", {missed} without a face found" if missed else "") + ")")
     return 0
 
 

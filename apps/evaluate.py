@@ -28,6 +28,7 @@ class Row:
     hypothesis: str
     errors: int
     words: int
+    no_face: bool = False  # a video task found no face: scored as an empty transcript
 
 
 @dataclass
@@ -60,7 +61,8 @@ class Report:
 
 
 def _inputs(row: dict, task: str, cache: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The row's clean audio and normalised mouth frames, as the task needs them."""
+    """The row's clean audio and normalised mouth frames, as the task needs them (frames None when
+    the task needs video and no face was found)."""
     need = TASK_MODALITIES[task]
     info = media.probe(row["file"])
     audio = frames = None
@@ -73,7 +75,7 @@ def _inputs(row: dict, task: str, cache: str) -> tuple[np.ndarray | None, np.nda
             raise UsageError(f"{row['file']}: task {task} needs video, the file has none")
         rois, found = crop_cache.mouth_rois(row["file"], cache)
         if not found:
-            raise UsageError(f"{row['file']}: no face found")
+            return audio, None
         frames = lips.normalize_rois(rois)
         if audio is not None:
             audio = align_audio_to_video(audio, len(frames))
@@ -84,7 +86,8 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
              seed: int = 0, cache: str | None = None, limit: int | None = None,
              progress: Callable[[str, int, int], None] | None = None, bundle: str = "") -> Report:
     """Transcribe every row of `manifest` once per SNR (None: clean) with `rec` (a Recognizer from
-    `bundle`)."""
+    `bundle`). A row whose video shows no face, under a task that needs video, counts as an empty
+    transcript (every word deleted) and is flagged `no_face`: the cropper's misses are the system's."""
     if task not in rec.tasks:
         raise UsageError(f"the bundle supports {', '.join(rec.tasks)}, not {task}")
     if "audio" not in TASK_MODALITIES[task] and any(s is not None for s in snrs):
@@ -95,13 +98,17 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
     for i, row in enumerate(rows):
         audio, frames = _inputs(row, task, cache)
         uid = row.get("id", row["path"])
+        ref = words(row["text"])
+        no_face = "video" in TASK_MODALITIES[task] and frames is None
         for cond in conditions:
+            if no_face:
+                cond.rows.append(Row(uid, cond.snr, row["text"], "", len(ref), len(ref), no_face=True))
+                continue
             mixed = audio
             if audio is not None and cond.snr is not None:
                 rng = np.random.default_rng([seed, zlib.crc32(uid.encode()), int(cond.snr * 10) + 1000])
                 mixed = noise.mix_at_snr(audio, noise.noise_like(noise_kind, len(audio), rng), cond.snr)
             hyp = rec.transcribe(mixed, frames, task).text
-            ref = words(row["text"])
             cond.rows.append(Row(uid, cond.snr, row["text"], hyp, edit_distance(ref, words(hyp)), len(ref)))
         if progress:
             progress("eval", i + 1, len(rows))

@@ -53,3 +53,24 @@ def test_eval_text_output_and_bad_requests(dedr_bundle, tiny_corpus, capsys, tmp
     bad.write_text('{"text": "one"}\n')
     code, out = _eval(capsys, str(bad), "--bundle", str(dedr_bundle))
     assert code == 2 and "bad.jsonl:1" in out.err
+
+
+def test_a_clip_without_a_face_counts_as_deleted_words(dedr_bundle, tiny_corpus, capsys, tmp_path):
+    import numpy as np
+
+    from smop_edge.runtime.media import write_video
+
+    corpus = [json.loads(line) for line in (tiny_corpus / "test" / "manifest.jsonl").read_text().splitlines()]
+    rows = [{"id": r["id"], "path": str(tiny_corpus / "test" / r["path"]), "text": r["text"]} for r in corpus]
+    write_video(tmp_path / "blank.mp4", np.full((25, 64, 64, 3), 128, np.uint8), audio=np.zeros(16000, np.float32))
+    rows.append({"id": "blank", "path": str(tmp_path / "blank.mp4"), "text": "one two three"})
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out = _eval(capsys, str(manifest), "--bundle", str(dedr_bundle), "--task", "avsr",
+                      "--crop-cache", str(tmp_path / "crops"), "--json")
+    assert code == 0, out.err
+    row = json.loads(out.out)["conditions"][0]["rows"][-1]
+    assert row["no_face"] and row["hypothesis"] == "" and row["errors"] == row["words"] == 3
+    code, out = _eval(capsys, str(manifest), "--bundle", str(dedr_bundle), "--task", "avsr",
+                      "--crop-cache", str(tmp_path / "crops"))
+    assert "1 without a face found" in out.out
