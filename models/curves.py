@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-LOSSES = {"ce": "cross-entropy", "ctc": "CTC (aux)", "frame": "framewise words (aux)", "lb": "load balancing"}
+LOSSES = {"ce": "cross-entropy", "ctc": "CTC (aux)", "frame": "framewise words (aux)",
+          "video_frame": "framewise lip words (aux)", "lb": "load balancing"}
 
 
 def plot(log: str | Path, out: str | Path) -> Path:
