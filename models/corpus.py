@@ -59,11 +59,16 @@ def sample_words(rng: np.random.Generator, max_items: int = 8) -> list[str]:
     return words
 
 
+def spoken_form(word: str, zed: bool = False) -> str:
+    """What a TTS engine is asked to read for one transcript word ("zed" for z with British voices)."""
+    return "zed" if (word == "z" and zed) else LETTER_NAMES.get(word, word)
+
+
 def spoken_text(words: list[str], rng: np.random.Generator, zed: bool = False) -> str:
     """What the TTS engine reads: letter names spelled out, items grouped with pauses (commas)."""
     out = []
     for i, w in enumerate(words):
-        said = "zed" if (w == "z" and zed) else LETTER_NAMES.get(w, w)
+        said = spoken_form(w, zed)
         sep = "" if i == len(words) - 1 else (", " if rng.random() < 0.3 else " ")
         out.append(said + sep)
     return "".join(out)

@@ -257,10 +257,10 @@ def _mu_law(x: np.ndarray, mu: float = 255.0) -> np.ndarray:
     return (np.sign(y) * ((1 + mu) ** np.abs(y) - 1) / mu).astype(np.float32)
 
 
-def _sox(audio: np.ndarray, effects: list[str], out_rate: int, in_rate: int = SAMPLE_RATE) -> np.ndarray:
+def _sox(audio: np.ndarray, effects: list[str], out_rate: int) -> np.ndarray:
     """Run `audio` through sox `effects` (raw float32 through pipes), resampled to `out_rate`."""
     raw = ["-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1"]
-    cmd = ["sox", "-V1", *raw, "-r", str(in_rate), "-", *raw, "-r", str(out_rate), "-", *effects]
+    cmd = ["sox", "-V1", *raw, "-r", str(SAMPLE_RATE), "-", *raw, "-r", str(out_rate), "-", *effects]
     if effects[-2:] != ["rate", str(out_rate)]:
         cmd += ["rate", str(out_rate)]
     try:

@@ -127,6 +127,7 @@ class Batch:
     spans: list[list[tuple[int, int, int]]] | None = None
     clean_mel: torch.Tensor | None = None
     clean_mel_mask: torch.Tensor | None = None
+    clean_keep: list[int] | None = None
 
 
 def _pad_mels(mels: list[np.ndarray], n_mels: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -147,7 +148,7 @@ def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment
     """Features for `task`'s modalities only (ASR batches skip the video encoder's input and VSR the
     audio's, apart from the clean teacher mel of batches with video)."""
     mods = TASK_MODALITIES[task]
-    mels, keeps, vids, clean = [], [], [], []
+    mels, keeps, vids, clean, clean_keeps = [], [], [], [], []
     for ex in examples:
         if "audio" in mods:
             audio = augment.audio(ex.audio, rng) if augment else ex.audio
@@ -156,7 +157,9 @@ def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment
             keeps.append(keep)
         if "video" in mods:
             vids.append(augment.video(ex.rois, rng) if augment else lips.normalize_rois(ex.rois))
-            clean.append(features.audio_encoder_input(ex.audio, n_mels, faithful=False)[0])
+            mel, keep = features.audio_encoder_input(ex.audio, n_mels, faithful=False)
+            clean.append(mel)
+            clean_keeps.append(keep)
     mel, mel_mask = _pad_mels(mels, n_mels)
     frames = frames_pad = None
     if vids:
@@ -168,7 +171,7 @@ def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment
             frames_pad[i, : len(v)] = False
     spans = [ex.spans for ex in examples] if all(ex.spans is not None for ex in examples) else None
     return Batch(task, mel, mel_mask, keeps, frames, frames_pad, [len(v) for v in vids],
-                 [ex.ids for ex in examples], spans, *_pad_mels(clean, n_mels))
+                 [ex.ids for ex in examples], spans, *_pad_mels(clean, n_mels), clean_keeps)
 
 
 def batches(n_examples: int, lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:

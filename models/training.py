@@ -2,9 +2,9 @@
 on the synthetic corpus, one model for ASR, VSR and AVSR (modality dropout: each batch draws a task).
 
 Loss: next-token cross-entropy on the transcript (+ EOS) after the task's prefix, plus the SMoP
-load-balancing and router z losses, an auxiliary CTC loss on the encoders and, for utterances composed
-from the word bank (whose word spans are known), a framewise word loss on the audio tokens (both with
-training-only heads). Every `save_every` steps the whole state (weights, optimiser, random generators,
+load-balancing and router z losses and, with training-only heads, framewise word losses: audio tokens
+of utterances composed from the word bank (whose word spans are known) and video tokens against the
+audio head on the same clip's clean audio (an auxiliary CTC loss on the encoders is an option, off). Every `save_every` steps the whole state (weights, optimiser, random generators,
 curve) is written, and a rerun of the same command resumes from it.
 """
 
@@ -121,15 +121,19 @@ class AuxHeads(torch.nn.Module):
                           torch.tensor([len(t) for t in targets]), blank=blank, zero_infinity=True)
 
 
+def _audio_tokens(model: LlamaSMoP, mel: torch.Tensor, mask: torch.Tensor, keeps: list[int]) -> list[torch.Tensor]:
+    """Each example's compressed audio-encoder tokens, its kept frames only."""
+    pooled = compress(model.audio_encoder.forward_any_length(mel, mask), model.cfg.audio_compression)
+    return [pooled[i, : keep // model.cfg.audio_compression.rate] for i, keep in enumerate(keeps)]
+
+
 def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list[int], aux: AuxHeads | None = None,
                ctc_weight: float = 0.0, frame_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Teacher-forced loss of one batch (plus the auxiliary losses when `aux` is given): (total, its parts)."""
     cfg = model.cfg
     tokens: dict[str, list[torch.Tensor]] = {}
     if batch.mel is not None:
-        enc = model.audio_encoder.forward_any_length(batch.mel, batch.mel_mask)
-        pooled = compress(enc, cfg.audio_compression)
-        tokens["audio"] = [pooled[i, : keep // cfg.audio_compression.rate] for i, keep in enumerate(batch.audio_keep)]
+        tokens["audio"] = _audio_tokens(model, batch.mel, batch.mel_mask, batch.audio_keep)
     if batch.frames is not None:
         enc = model.video_encoder(batch.frames, batch.frames_pad)
         pooled = compress(enc, cfg.video_compression)
@@ -176,9 +180,7 @@ def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list
         parts["frame"] = float(frames.detach())
     if aux is not None and frame_weight and aux.video_words is not None and batch.clean_mel is not None:
         with torch.no_grad():
-            enc = compress(model.audio_encoder.forward_any_length(batch.clean_mel, batch.clean_mel_mask),
-                           cfg.audio_compression)
-        teacher = [enc[i, : int(m.sum()) // 2 // cfg.audio_compression.rate] for i, m in enumerate(batch.clean_mel_mask)]
+            teacher = _audio_tokens(model, batch.clean_mel, batch.clean_mel_mask, batch.clean_keep)
         lips_loss = aux.video_frame_loss(tokens["video"], teacher)
         loss = loss + frame_weight * lips_loss
         parts["video_frame"] = float(lips_loss.detach())

@@ -21,17 +21,12 @@ import numpy as np
 from smop_edge.runtime.features import SAMPLE_RATE
 
 from . import speech_synth
-from .corpus import LETTER_NAMES, WORDS, sample_words
+from .corpus import WORDS, sample_words, spoken_form
 
 SILENCE = len(WORDS)  # the framewise label of a token no word covers
 VARIANTS = 6  # speaker variants (rate, pitch) per voice
 # Engines are drawn first, so the many espeak variants do not drown flite's and festival's voices.
 ENGINE_SHARE = {"flite": 0.35, "festival": 0.25, "espeak": 0.4}
-
-
-def spoken_form(word: str, zed: bool) -> str:
-    """What a TTS engine is asked to read for one transcript word."""
-    return "zed" if (word == "z" and zed) else LETTER_NAMES.get(word, word)
 
 
 def trim(audio: np.ndarray, threshold_db: float = -35.0, margin: float = 0.01) -> np.ndarray:
@@ -118,8 +113,10 @@ class WordBank:
                     self.words[(voice.id, k)] = np.split(data["audio"], np.cumsum(data["lengths"])[:-1])
         if not self.words:
             raise FileNotFoundError(f"no word bank in {folder} (build it with smop_edge.models.word_bank)")
-        engines = {vid.split(":")[0] for vid, _ in self.words}
-        self.engines = [e for e in ENGINE_SHARE if e in engines]
+        self.by_engine: dict[str, list[tuple[str, int]]] = {}
+        for key in self.words:
+            self.by_engine.setdefault(key[0].split(":")[0], []).append(key)
+        self.engines = [e for e in ENGINE_SHARE if e in self.by_engine]
         share = np.array([ENGINE_SHARE[e] for e in self.engines])
         self.engine_p = share / share.sum()
 
@@ -127,7 +124,7 @@ class WordBank:
         """A new utterance: an engine, then one of its (voice, variant)s, 1-`max_items` words with
         pauses (short or long), lead and tail silence, a channel (EQ, band limit, telephone, level)."""
         engine = self.engines[int(rng.choice(len(self.engines), p=self.engine_p))]
-        keys = [k for k in self.words if k[0].startswith(engine + ":")]
+        keys = self.by_engine[engine]
         clips = self.words[keys[int(rng.integers(len(keys)))]]
         words = sample_words(rng, max_items)
         pieces = [np.zeros(int(rng.uniform(0.0, 0.4) * SAMPLE_RATE), np.float32)]
