@@ -279,6 +279,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- bench ------------------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchOptions, plot, render_text, run_bench
+
+    seconds = [_float(s, "--seconds") for s in args.seconds.split(",")]
+    if any(s <= 0 for s in seconds):
+        raise UsageError("--seconds takes positive lengths, e.g. 2,5,10")
+    backends = args.backends.split(",")
+    unknown = set(backends) - {"torch", "onnxruntime", "openvino"}
+    if unknown:
+        raise UsageError(f"unknown backend(s) {', '.join(sorted(unknown))} (torch, onnxruntime, openvino)")
+    if args.repeats < 1 or args.rounds < 1:
+        raise UsageError("--repeats and --rounds must be at least 1")
+    opts = BenchOptions(bundle=Path(args.bundle or DEMO_BUNDLE), seconds=seconds, backends=backends,
+                        threads=args.threads or os.cpu_count() or 1, repeats=args.repeats, rounds=args.rounds,
+                        decode_steps=args.decode_steps, task=args.task, work=Path(args.work),
+                        only=args.configs.split(",") if args.configs else None)
+    for name in ("checkpoint", "mlp_checkpoint", "samples"):
+        if getattr(args, name):
+            setattr(opts, name, Path(getattr(args, name)))
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+    rep = run_bench(opts, log)
+    if args.plot:
+        rep["plot"] = str(plot(rep, args.plot))
+    print(json.dumps(rep, indent=2) if args.json else render_text(rep))
+    return 0
+
+
 def _float(text: str, flag: str) -> float:
     try:
         return float(text)
@@ -429,6 +457,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="top-level wer (fraction), conditions, per-utterance rows")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="per-stage latency, real-time factor and memory against torch and the machine",
+                       description="One factor at a time around the deployment default (ONNX Runtime, int8 "
+                                   "experts, int8 LLM, greedy): torch reference, fp32, int4 LLM, inexact int8 "
+                                   "kernels, OpenVINO, the other audio mode, beam search, SMoP vs MLP projector. "
+                                   "Each configuration runs in its own process; bundle variants are exported "
+                                   "once into --work. Inputs: the bundle's sample clips, looped to --seconds.")
+    p.add_argument("--bundle", help="bundle directory (default: the demo bundle)")
+    p.add_argument("--checkpoint", help="the checkpoint the bundle came from (default: found next to the bundle)")
+    p.add_argument("--mlp-checkpoint", help="MLP-projector baseline checkpoint (default: random weights)")
+    p.add_argument("--samples", metavar="MANIFEST", help="labelled clips (default: samples/ next to the bundle)")
+    p.add_argument("--seconds", default="2,5,10", help="input lengths in seconds (default 2,5,10)")
+    p.add_argument("--backends", default="torch,onnxruntime,openvino", help="engines to include")
+    p.add_argument("--configs", help="only these configurations (default and torch-fp32 are always run)")
+    p.add_argument("--task", choices=["asr", "vsr", "avsr"], help="default: avsr if the model has it")
+    p.add_argument("--threads", type=int, help="threads for every engine (default: all cores)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per input, per round")
+    p.add_argument("--rounds", type=int, default=2, help="rounds over all configurations (rotating order)")
+    p.add_argument("--decode-steps", type=int, default=16, help="tokens decoded by the fixed-step pair")
+    p.add_argument("--work", default="build/bench", help="exported variants, inputs and worker files")
+    p.add_argument("--json", action="store_true", help="every figure, speedup_vs_torch and the machine limits")
+    p.add_argument("--plot", metavar="PNG", help="stacked per-stage bar chart")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -64,7 +64,7 @@ def measure(ref: ReferenceRecognizer, rec: Recognizer, audio: np.ndarray | None,
     # decoder: the reference prefix (from the encoder outputs above) through both decoders, then greedy
     # decoding end to end
     audio_tokens, video_tokens, _ = m.project(enc.get("audio"), enc.get("video"))
-    prefix = ref.assemble(task, audio_tokens, video_tokens)
+    prefix = ref.assemble_prefix(task, audio_tokens, video_tokens)
     out["decoder"] = {"max_abs_error": _err(rec.stepper(prefix.numpy()).prefill(), TorchStepper(m.llm, prefix).prefill()),
                       "prefill_length": int(prefix.shape[1])}
     eos = {ref.ids.eos}

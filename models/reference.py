@@ -6,6 +6,7 @@ recomputation). Audio features come from `runtime.features`, decoding from `runt
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from smop_edge.runtime import features
 from smop_edge.runtime.decoding import DecodingOptions, decode
 from smop_edge.runtime.errors import UnsuitableInputError, UsageError
 from smop_edge.runtime.prompt import TASK_MODALITIES, SpecialIds, pick_task, prefix_segments
-from smop_edge.runtime.recognizer import Transcript
+from smop_edge.runtime.recognizer import Transcript, elapsed_ms
 from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
 
 from .llama_smop import LlamaSMoP
@@ -72,9 +73,13 @@ class ReferenceRecognizer:
         return cls(model, load_tokenizer(tokenizer, expected_size=model.cfg.llm.vocab), audio_mode)
 
     @torch.inference_mode()
-    def encode(self, audio: np.ndarray | None, frames: np.ndarray | None, task: str):
-        """Run encoders, compression and projector; returns (audio tokens, video tokens, routings)."""
+    def encode(self, audio: np.ndarray | None, frames: np.ndarray | None, task: str,
+               timings: dict[str, float] | None = None):
+        """Run encoders, compression and projector; returns (audio tokens, video tokens, routings).
+        `timings` gets milliseconds per stage, named as the runtime's (`features`, `audio_encoder`,
+        `video_encoder`, `projector`, the last with compression included)."""
         m = self.model
+        timings = {} if timings is None else timings
         need = TASK_MODALITIES[task]
         dtype = next(m.parameters()).dtype
         a = v = None
@@ -84,19 +89,28 @@ class ReferenceRecognizer:
             frames = np.asarray(frames, dtype=np.float32)
             if frames.ndim != 3:
                 raise UsageError(f"mouth frames must be [T, H, W], got shape {frames.shape}")
+            t0 = time.perf_counter()
             v = m.encode_video(torch.from_numpy(frames)[None].to(dtype))
+            timings["video_encoder"] = elapsed_ms(t0)
         if "audio" in need:
             if audio is None:
                 raise UnsuitableInputError(f"task {task} needs audio")
             if "video" in need:
                 audio = features.align_audio_to_video(audio, frames.shape[0])
+            t0 = time.perf_counter()
             try:
                 mel, keep = features.audio_encoder_input(audio, m.cfg.audio_encoder.mel_bins,
                                                          self.audio_mode == "faithful")
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
+            timings["features"] = elapsed_ms(t0)
+            t0 = time.perf_counter()
             a = m.encode_audio(torch.from_numpy(mel)[None].to(dtype), keep, self.audio_mode == "faithful")
-        return m.project(a, v)
+            timings["audio_encoder"] = elapsed_ms(t0)
+        t0 = time.perf_counter()
+        out = m.project(a, v)
+        timings["projector"] = elapsed_ms(t0)
+        return out
 
     @torch.inference_mode()
     def prepare(self, audio: np.ndarray | None, frames: np.ndarray | None, task: str | None = None
@@ -104,17 +118,21 @@ class ReferenceRecognizer:
         """Everything before decoding: (task, prefix embeddings [1, L, H], routings)."""
         task = pick_task(self.model.cfg.tasks, audio is not None, frames is not None, task)
         a, v, routing = self.encode(audio, frames, task)
-        return task, self.assemble(task, a, v), routing
+        return task, self.assemble_prefix(task, a, v), routing
 
-    def assemble(self, task: str, audio_tokens: torch.Tensor | None, video_tokens: torch.Tensor | None
+    def assemble_prefix(self, task: str, audio_tokens: torch.Tensor | None, video_tokens: torch.Tensor | None
                  ) -> torch.Tensor:
         """Projected tokens + the task's special tokens and prompt -> prefix embeddings [1, L, H]."""
         prompt = self.tokenizer.encode(self.model.cfg.tokens.prompts[task])
         return self.model.assemble_prefix(prefix_segments(task, self.ids, prompt), audio_tokens, video_tokens)
 
+    def stepper(self, prefix: torch.Tensor) -> TorchStepper:
+        """The decoder with a fresh KV cache over `prefix` [1, L, H] (a `runtime.decoding.Stepper`)."""
+        return TorchStepper(self.model.llm, prefix)
+
     def transcribe(self, audio: np.ndarray | None = None, frames: np.ndarray | None = None,
                    task: str | None = None, options: DecodingOptions | None = None) -> Transcript:
         """16 kHz mono `audio` and/or normalised 88x88 mouth `frames` [T, 88, 88] -> Transcript."""
         task, prefix, routing = self.prepare(audio, frames, task)
-        tokens = decode(TorchStepper(self.model.llm, prefix), {self.ids.eos}, options or DecodingOptions())
+        tokens = decode(self.stepper(prefix), {self.ids.eos}, options or DecodingOptions())
         return Transcript(self.tokenizer.decode(tokens), tokens, task, prefix.shape[1], details={"routing": routing})

@@ -203,9 +203,9 @@ class Channel:
     level_db: float = -3.0
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "Channel":
+    def sample(cls, rng: np.random.Generator, pitch: bool = True) -> "Channel":
         telephone = rng.random() < 0.2
-        return cls(pitch=float(rng.uniform(-3, 3)), telephone=telephone,
+        return cls(pitch=float(rng.uniform(-3, 3)) if pitch else 0.0, telephone=telephone,
                    lowpass=0.0 if telephone or rng.random() < 0.6 else float(rng.uniform(4000, 7000)),
                    eq_hz=float(rng.uniform(200, 4000)) if rng.random() < 0.5 else 0.0,
                    eq_db=float(rng.uniform(-8, 8)), level_db=float(rng.uniform(-20, -1)))

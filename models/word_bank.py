@@ -25,6 +25,7 @@ from .corpus import WORDS, sample_words, spoken_form
 
 SILENCE = len(WORDS)  # the framewise label of a token no word covers
 VARIANTS = 6  # speaker variants (rate, pitch) per voice
+SINGLE_SHARE = 0.25  # share of composed utterances that are one isolated word
 # Engines are drawn first, so the many espeak variants do not drown flite's and festival's voices.
 ENGINE_SHARE = {"flite": 0.35, "festival": 0.25, "espeak": 0.4}
 
@@ -121,12 +122,13 @@ class WordBank:
         self.engine_p = share / share.sum()
 
     def compose(self, rng: np.random.Generator, max_items: int = 8) -> Composed:
-        """A new utterance: an engine, then one of its (voice, variant)s, 1-`max_items` words with
+        """A new utterance: an engine, then one of its (voice, variant)s, 1-`max_items` words (a single
+        word one time in SINGLE_SHARE: isolated letters are what people are often asked to say) with
         pauses (short or long), lead and tail silence, a channel (EQ, band limit, telephone, level)."""
         engine = self.engines[int(rng.choice(len(self.engines), p=self.engine_p))]
         keys = self.by_engine[engine]
         clips = self.words[keys[int(rng.integers(len(keys)))]]
-        words = sample_words(rng, max_items)
+        words = sample_words(rng, 1 if rng.random() < SINGLE_SHARE else max_items)
         pieces = [np.zeros(int(rng.uniform(0.0, 0.4) * SAMPLE_RATE), np.float32)]
         spans, at = [], len(pieces[0])
         for i, w in enumerate(words):
@@ -134,13 +136,13 @@ class WordBank:
             clip = clips[index] * np.float32(10 ** (rng.uniform(-2, 2) / 20))
             spans.append((at, at + len(clip), index))
             pieces.append(clip)
-            pause = rng.uniform(0.01, 0.08) if rng.random() < 0.4 else rng.uniform(0.1, 0.45)
             if i == len(words) - 1:
                 pause = rng.uniform(0.0, 0.4)
+            else:
+                pause = rng.uniform(0.01, 0.08) if rng.random() < 0.4 else rng.uniform(0.1, 0.45)
             pieces.append(np.zeros(int(pause * SAMPLE_RATE), np.float32))
             at += len(clip) + len(pieces[-1])
-        channel = speech_synth.Channel.sample(rng)
-        channel.pitch = 0.0  # the variant already carries its pitch
+        channel = speech_synth.Channel.sample(rng, pitch=False)  # the variant already carries its pitch
         return Composed(channel.apply(np.concatenate(pieces)), " ".join(words), spans)
 
 

@@ -1,0 +1,493 @@
+"""`smop-edge bench`: per-stage latency, real-time factor and peak memory, one factor at a time
+around the deployment default (ONNX Runtime, int8 experts, int8 LLM, greedy), against the faithful
+torch reference and against the machine's own limits measured in the same run.
+
+Every configuration runs in its own process (`bench_worker`), so peak RSS is its own; rounds visit the
+configurations in a rotating order, so that a slow spell of a noisy machine spreads over all of them.
+Bundle variants are exported once into the work folder and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from smop_edge.runtime import features, media
+from smop_edge.runtime.bundle import Bundle, load_bundle
+from smop_edge.runtime.errors import BundleError, UsageError
+from smop_edge.runtime.scoring import corpus_wer
+
+from . import machine_limits
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One configuration: which engine runs which export of which model, and how it decodes."""
+
+    name: str
+    factor: str  # what this configuration varies from the deployment default
+    engine: str = "onnxruntime"  # onnxruntime | openvino | torch
+    model: str = "smop"  # smop | mlp (the MLP-projector baseline)
+    experts: str = "int8"
+    llm: str = "int8"
+    audio_mode: str = "fast"
+    exact: bool = True  # False: the backend's int8-activation kernels next to int8/int4 weights
+    beams: int = 1
+    fixed_steps: bool = False  # decode exactly --decode-steps tokens, EOS ignored
+
+    @property
+    def format(self) -> str:
+        return "openvino" if self.engine == "openvino" else "onnx"
+
+    def bundle_key(self) -> str:
+        return f"{self.model}-{self.format}-experts_{self.experts}-llm_{self.llm}-{self.audio_mode}"
+
+
+def plan_configs(audio_mode: str, backends: list[str]) -> list[BenchConfig]:
+    """The deployment default and one variation per factor (the other audio mode included)."""
+    base = BenchConfig("default", "deployment default", audio_mode=audio_mode)
+    other_mode = "faithful" if audio_mode == "fast" else "fast"
+    configs = [
+        base,
+        BenchConfig("torch-fp32", "torch reference (fp32, KV cache)", engine="torch", experts="fp32", llm="fp32",
+                    audio_mode=audio_mode),
+        replace(base, name="ort-fp32", factor="all weights fp32", experts="fp32", llm="fp32"),
+        replace(base, name="llm-fp32", factor="int8 experts only (LLM fp32)", llm="fp32"),
+        replace(base, name="llm-int4", factor="int4 LLM", llm="int4"),
+        replace(base, name="fast-math", factor="int8 activations (inexact)", exact=False),
+        replace(base, name="openvino", factor="OpenVINO", engine="openvino"),
+        replace(base, name=f"audio-{other_mode}", factor=f"{other_mode} audio mode", audio_mode=other_mode),
+        replace(base, name="beam4", factor="beam search, 4 beams", beams=4),
+        replace(base, name="smop-fixed", factor="SMoP, fixed decode steps", fixed_steps=True),
+        replace(base, name="mlp-fixed", factor="MLP projector, fixed decode steps", model="mlp", fixed_steps=True),
+    ]
+    return [c for c in configs if c.engine in backends]
+
+
+@dataclass
+class BenchOptions:
+    bundle: Path
+    checkpoint: Path | None = None  # the SMoP checkpoint (default: the bundle's source next to it)
+    mlp_checkpoint: Path | None = None  # default: the same model with an MLP projector, random weights
+    samples: Path | None = None  # manifest of labelled clips (default: samples/ next to the bundle)
+    seconds: list[float] = field(default_factory=lambda: [2.0, 5.0, 10.0])
+    backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino"])
+    only: list[str] | None = None  # configuration names
+    threads: int = 2
+    repeats: int = 3
+    rounds: int = 2
+    decode_steps: int = 16
+    max_new_tokens: int = 32
+    task: str | None = None
+    work: Path = Path("build/bench")
+
+
+# ---- sources: checkpoints, bundle variants, inputs --------------------------------------------------
+def _source_checkpoint(bundle: Bundle, given: Path | None) -> Path:
+    if given:
+        return given
+    name = bundle.manifest.get("source", {}).get("checkpoint")
+    for folder in (bundle.path, bundle.path.parent):
+        if name and (folder / name).is_file():
+            return folder / name
+    raise UsageError(f"cannot find the checkpoint bundle {bundle.path} was exported from "
+                     f"({name or 'not recorded'}): pass --checkpoint")
+
+
+def _export_variant(checkpoint: str | None, config: dict | None, tokenizer: str, out: str, options: dict) -> None:
+    """Runs in a fresh process: a checkpoint (or a random-weight model of `config`) -> bundle."""
+    from smop_edge.export.bundle import ExportOptions, export_bundle
+    from smop_edge.models.checkpoint import load_model, random_init
+    from smop_edge.models.config import ModelConfig
+    from smop_edge.runtime.tokenizer import load_tokenizer
+
+    if checkpoint:
+        model, _ = load_model(checkpoint, dtype=None)
+        source = {"checkpoint": Path(checkpoint).name}
+    else:
+        model = random_init(ModelConfig.from_dict(config), seed=0)
+        source = {"random_init": True, "config": config["name"]}
+    tok = load_tokenizer(tokenizer, expected_size=model.cfg.llm.vocab)
+    export_bundle(model, tok, Path(out), ExportOptions(force=True, **options), source, log=lambda msg: None)
+
+
+def mlp_config(smop: dict) -> dict:
+    """The MLP-projector baseline of a SMoP configuration: same encoders, rates and LLM."""
+    cfg = json.loads(json.dumps(smop))
+    cfg["name"] = f"{smop['name']}-mlp-baseline"
+    cfg["projector"].update(kind="mlp", layout="JEJR")
+    return cfg
+
+
+def _matches(bundle: Bundle, c: BenchConfig) -> bool:
+    q = bundle.manifest["quantization"]
+    return (bundle.manifest["format"] == c.format and q["experts"] == c.experts and q["llm"] == c.llm
+            and bundle.manifest["audio_mode"] == c.audio_mode and not bundle.manifest.get("static")
+            and bundle.config["projector"]["kind"] == c.model)
+
+
+def bundles_for(configs: list[BenchConfig], base: Bundle, opts: BenchOptions, smop_ckpt: Path, log: Log
+                ) -> dict[str, Path]:
+    """Bundle folder per configuration key: the given bundle where it matches, else an export into the
+    work folder (kept for later runs)."""
+    out: dict[str, Path] = {}
+    for c in configs:
+        key = c.bundle_key()
+        if c.engine == "torch" or key in out:
+            continue
+        if _matches(base, c):
+            out[key] = base.path
+            continue
+        folder = opts.work / "bundles" / key
+        try:
+            if _matches(load_bundle(folder), c):
+                out[key] = folder
+                continue
+        except BundleError:  # not exported yet (or an interrupted export): export it
+            pass
+        log(f"exporting {key} (kept in {folder} for later runs)")
+        t0 = time.perf_counter()
+        ckpt = opts.mlp_checkpoint if c.model == "mlp" else smop_ckpt
+        config = mlp_config(base.config) if c.model == "mlp" and not ckpt else None
+        options = {"format": c.format, "experts": c.experts, "llm": c.llm, "audio_mode": c.audio_mode}
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            pool.submit(_export_variant, str(ckpt) if ckpt else None, config,
+                        str(base.file(base.manifest["tokenizer"]["file"])), str(folder), options).result()
+        log(f"exported {key} in {time.perf_counter() - t0:.0f} s")
+        out[key] = folder
+    return out
+
+
+@dataclass
+class Input:
+    name: str
+    media: Path
+    npz: Path
+    seconds: float
+    text: str | None = None  # reference transcript (labelled samples)
+
+
+def _looped_clip(source: Path, seconds: float, out: Path) -> Path:
+    """`source` trimmed or looped to exactly `seconds` (video frames and audio together)."""
+    if out.exists():
+        return out
+    info = media.probe(source)
+    frames = list(media.iter_video(source, start=info.start))
+    audio = media.read_audio(source, info.start)
+    n = int(round(seconds * features.VIDEO_FPS))
+    per_frame = features.SAMPLES_PER_VIDEO_FRAME
+    audio = features.align_audio_to_video(audio, len(frames))
+    picks = [i % len(frames) for i in range(n)]
+    looped = np.concatenate([audio[i * per_frame:(i + 1) * per_frame] for i in picks])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return media.write_video(out, (frames[i] for i in picks), audio=looped)
+
+
+def build_inputs(opts: BenchOptions, samples: list[dict]) -> list[Input]:
+    """Timed inputs (the first sample looped or trimmed to each length) and the labelled samples."""
+    folder = opts.work / "inputs"
+    first = opts.samples.parent / samples[0]["path"]
+    inputs = [Input(f"{s:g}s", _looped_clip(first, s, folder / f"clip-{s:g}s.mp4"), folder / f"clip-{s:g}s.npz", s)
+              for s in opts.seconds]
+    inputs += [Input(f"sample-{i}", opts.samples.parent / row["path"], folder / f"{Path(row['path']).stem}.npz",
+                     float(row.get("seconds", 0.0)), row["text"]) for i, row in enumerate(samples, 1)]
+    return inputs
+
+
+# ---- running ------------------------------------------------------------------------------------------
+def run_worker(spec: dict[str, Any], work: Path, label: str) -> dict[str, Any]:
+    """One worker process; its stderr is shown only when it fails."""
+    work.mkdir(parents=True, exist_ok=True)
+    spec_path, result_path = work / f"{label}.spec.json", work / f"{label}.result.json"
+    spec_path.write_text(json.dumps(spec))
+    result_path.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "smop_edge.apps.bench_worker", str(spec_path), str(result_path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not result_path.exists():
+        raise UsageError(f"benchmark worker {label} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return json.loads(result_path.read_text())
+
+
+def model_spec(c: BenchConfig, bundle: Path | None, opts: BenchOptions, smop_ckpt: Path, tokenizer: Path,
+               inputs: list[Input], task: str, first_round: bool) -> dict[str, Any]:
+    items = [{"name": i.name, "npz": str(i.npz), "task": task, "timed": i.text is None}
+             for i in inputs if i.text is None or (first_round and not c.fixed_steps)]
+    spec = {"engine": c.engine, "threads": opts.threads, "repeats": opts.repeats, "beams": c.beams,
+            "exact": c.exact, "fixed_steps": c.fixed_steps, "inputs": items,
+            "max_new_tokens": opts.decode_steps if c.fixed_steps else opts.max_new_tokens}
+    if c.engine == "torch":
+        spec.update(checkpoint=str(smop_ckpt), tokenizer=str(tokenizer), audio_mode=c.audio_mode)
+    else:
+        spec["bundle"] = str(bundle)
+    return spec
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    v = np.asarray(values, np.float64)
+    return {"median": round(float(np.median(v)), 3), "p90": round(float(np.percentile(v, 90)), 3)} if len(v) else {}
+
+
+def folder_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.iterdir() if p.is_file()) / 1e6, 2)
+
+
+def decoder_weight_bytes(bundle: Bundle) -> int:
+    """Bytes of the decoder graph files (weights dominate them): what each decode step reads."""
+    stem = Path(bundle.stages["decoder"]["file"]).stem
+    return sum(p.stat().st_size for p in bundle.path.iterdir() if p.name.startswith(stem + "."))
+
+
+def run_bench(opts: BenchOptions, log: Log) -> dict[str, Any]:
+    """Everything: limits, exports, inputs, rounds of workers, then the report dict."""
+    from smop_edge.models.corpus import read_manifest
+
+    base = load_bundle(opts.bundle)
+    smop_ckpt = _source_checkpoint(base, opts.checkpoint)
+    opts.samples = opts.samples or base.path.parent / "samples" / "manifest.jsonl"
+    if not opts.samples.is_file():
+        raise UsageError(f"no labelled sample clips at {opts.samples}: pass --samples MANIFEST")
+    samples = read_manifest(opts.samples)
+    tasks = base.config["tasks"]
+    task = opts.task or ("avsr" if "avsr" in tasks else tasks[0])
+    if task not in tasks:
+        raise UsageError(f"the bundle's model does not do {task} (it does {', '.join(tasks)})")
+    configs = plan_configs(base.manifest["audio_mode"], opts.backends)
+    if opts.only:
+        unknown = set(opts.only) - {c.name for c in configs}
+        if unknown:
+            raise UsageError(f"unknown configuration(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(c.name for c in configs)}")
+        configs = [c for c in configs if c.name in opts.only or c.name in ("default", "torch-fp32")]
+    log(f"machine limits ({opts.threads} threads)")
+    limits = machine_limits.measure(opts.threads)
+    bundles = bundles_for(configs, base, opts, smop_ckpt, log)
+    inputs = build_inputs(opts, samples)
+    tokenizer = base.file(base.manifest["tokenizer"]["file"])
+    raw: dict[str, list[dict]] = {c.name: [] for c in configs}
+    media_runs: list[dict] = []
+    runs_dir = opts.work / "runs"
+    for r in range(opts.rounds):
+        spec = {"engine": "media", "repeats": 1,
+                "inputs": [{"name": i.name, "media": str(i.media), "npz": str(i.npz)} for i in inputs
+                           if i.text is None or r == 0]}
+        t0 = time.perf_counter()
+        media_runs.append(run_worker(spec, runs_dir, f"media-{r}"))
+        log(f"round {r + 1}/{opts.rounds}: media decode + lip crop ({time.perf_counter() - t0:.1f} s)")
+        order = configs[r % len(configs):] + configs[: r % len(configs)]
+        for c in order:
+            t0 = time.perf_counter()
+            spec = model_spec(c, bundles.get(c.bundle_key()), opts, smop_ckpt, tokenizer, inputs, task, r == 0)
+            raw[c.name].append(run_worker(spec, runs_dir, f"{c.name}-{r}"))
+            log(f"round {r + 1}/{opts.rounds}: {c.name} ({time.perf_counter() - t0:.1f} s)")
+    return report(configs, raw, media_runs, inputs, bundles, limits, opts, base, task)
+
+
+# ---- the report ---------------------------------------------------------------------------------------
+STAGES = ("features", "audio_encoder", "video_encoder", "projector", "prefix", "prefill")
+
+
+def _config_report(c: BenchConfig, runs: list[dict], inputs: list[Input], media_ms: dict[str, dict],
+                   reference: dict[str, list[int]] | None) -> dict[str, Any]:
+    by_input: dict[str, Any] = {}
+    for i in inputs:
+        if i.text is not None:
+            continue
+        timings = [t for run in runs for t in run["inputs"][i.name]["timings"]]
+        stages = {s: _stats([t[s] for t in timings if s in t]) for s in STAGES}
+        total = _stats([t["total"] for t in timings])
+        with_media = total["median"] + media_ms[i.name]["media_decode"]["median"] + media_ms[i.name]["lip_crop"]["median"]
+        by_input[i.name] = {
+            "seconds": i.seconds, "stages": {k: v for k, v in stages.items() if v},
+            "decode_token": _stats([x for t in timings for x in t["decode_token"]]),
+            "tokens": len(runs[0]["inputs"][i.name]["tokens"]), "total": total,
+            "rtf": round(total["median"] / 1000 / i.seconds, 4),
+            "rtf_with_media": round(with_media / 1000 / i.seconds, 4)}
+    first = runs[0]["inputs"]
+    out: dict[str, Any] = {"config": asdict(c), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                           "load_ms": _stats([r["load_ms"] for r in runs]),
+                           "torch_imported": any(r["torch_imported"] for r in runs), "inputs": by_input}
+    labelled = [i for i in inputs if i.text is not None and i.name in first]
+    if labelled:
+        wer, errors, words = corpus_wer((i.text, first[i.name]["text"]) for i in labelled)
+        out["samples"] = {"wer": round(wer, 4), "errors": errors, "words": words,
+                          "texts": {i.name: first[i.name]["text"] for i in labelled}}
+    if reference and not c.fixed_steps:
+        names = [n for n in first if n in reference]
+        agree = [_agreement(reference[n], first[n]["tokens"]) for n in names]
+        out["agreement"] = {"transcripts_equal": sum(a == 1.0 for a in agree), "inputs": len(names),
+                            "token_agreement": round(float(np.mean(agree)), 4)}
+    return out
+
+
+def _agreement(want: list[int], got: list[int]) -> float:
+    n = max(len(want), len(got), 1)
+    return sum(x == y for x, y in zip(want, got)) / n
+
+
+def report(configs: list[BenchConfig], raw: dict[str, list[dict]], media_runs: list[dict], inputs: list[Input],
+           bundles: dict[str, Path], limits: machine_limits.MachineLimits, opts: BenchOptions, base: Bundle,
+           task: str) -> dict[str, Any]:
+    media_ms = {i.name: {s: _stats([t[s] for run in media_runs for t in run["inputs"][i.name]["timings"]])
+                         for s in ("media_decode", "lip_crop")}
+                for i in inputs if i.text is None}
+    torch_runs = raw.get("torch-fp32")
+    reference = {n: v["tokens"] for n, v in torch_runs[0]["inputs"].items()} if torch_runs else None
+    results = {}
+    for c in configs:
+        results[c.name] = _config_report(c, raw[c.name], inputs, media_ms, reference)
+        if c.engine != "torch":
+            results[c.name]["bundle"] = str(bundles[c.bundle_key()])
+            results[c.name]["bundle_mb"] = folder_mb(bundles[c.bundle_key()])
+    longest = max((i for i in inputs if i.text is None), key=lambda i: i.seconds)
+    out = {"bundle": str(base.path), "task": task, "threads": opts.threads, "repeats": opts.repeats,
+           "rounds": opts.rounds, "machine": limits.to_dict(), "bandwidth_gbps": limits.bandwidth_gbps,
+           "peak_gflops_fp32": limits.peak_gflops_fp32, "peak_gops_int8": limits.peak_gops_int8,
+           "media": media_ms, "configs": results, "ratios_at": longest.name}
+    out.update(_ratios(results, longest, limits, base, task))
+    return out
+
+
+def _total(results: dict[str, Any], name: str, at: str) -> float | None:
+    return results[name]["inputs"][at]["total"]["median"] if name in results else None
+
+
+def _ratios(results: dict[str, Any], longest: Input, limits: machine_limits.MachineLimits, base: Bundle,
+            task: str) -> dict[str, Any]:
+    """The issue's ratios at the longest input, each with whether its target is met."""
+    from smop_edge.models import flops
+    from smop_edge.models.config import ModelConfig
+
+    at, out, targets = longest.name, {}, {}
+    torch_ms = _total(results, "torch-fp32", at)
+    if torch_ms:
+        for key, name in (("same_precision_ratio", "ort-fp32"), ("speedup_vs_torch", "default")):
+            if name in results:
+                out[key] = round(torch_ms / _total(results, name, at), 3)
+        if "speedup_vs_torch" in out and "samples" in results["default"]:
+            change = 100 * (results["default"]["samples"]["wer"] - results["torch-fp32"]["samples"]["wer"])
+            out["wer_change_pp"] = round(change, 2)
+            targets["deployment_3x_wer_0.5pp"] = out["speedup_vs_torch"] >= 3 and change <= 0.5
+    if "smop-fixed" in results and "mlp-fixed" in results:
+        out["smop_over_mlp"] = round(_total(results, "smop-fixed", at) / _total(results, "mlp-fixed", at), 4)
+        targets["smop_within_5pct_of_mlp"] = out["smop_over_mlp"] <= 1.05
+    if "default" in results:
+        default = results["default"]["inputs"][at]
+        bundle = load_bundle(Path(results["default"]["bundle"]), verify=False)
+        weight_bytes = decoder_weight_bytes(bundle)
+        bound_ms = weight_bytes / (limits.bandwidth_gbps * 1e9) * 1000
+        out["decode"] = {"token_ms": default["decode_token"]["median"], "weight_bytes": weight_bytes,
+                         "bandwidth_bound_ms": round(bound_ms, 4),
+                         "ratio_to_bound": round(default["decode_token"]["median"] / bound_ms, 2)}
+        targets["decode_within_2x_of_bandwidth"] = out["decode"]["ratio_to_bound"] <= 2
+        cfg = ModelConfig.from_dict(base.config)
+        npz = np.load(longest.npz)
+        encoders = {}
+        if cfg.audio_encoder and "audio_encoder" in default["stages"] and task != "vsr":
+            audio = features.align_audio_to_video(npz["audio"], len(npz["frames"])) if task == "avsr" else npz["audio"]
+            mel, _ = features.audio_encoder_input(audio, cfg.audio_encoder.mel_bins,
+                                                  bundle.manifest["audio_mode"] == "faithful")
+            encoders["audio_encoder"] = flops.audio_encoder(cfg.audio_encoder, mel.shape[1])
+        if cfg.video_encoder and "video_encoder" in default["stages"]:
+            encoders["video_encoder"] = flops.video_encoder(cfg.video_encoder, len(npz["frames"]))
+        out["encoders"] = {}
+        for stage, f in encoders.items():
+            bound = f / (limits.peak_gflops_fp32 * 1e9) * 1000
+            ms = default["stages"][stage]["median"]
+            out["encoders"][stage] = {"gflop": round(f / 1e9, 3), "ms": ms, "peak_bound_ms": round(bound, 3),
+                                      "ratio_to_bound": round(ms / bound, 2),
+                                      "achieved_gflops": round(f / 1e9 / (ms / 1000), 1)}
+    out["targets"] = targets
+    return out
+
+
+# ---- rendering ----------------------------------------------------------------------------------------
+def render_text(rep: dict[str, Any]) -> str:
+    """The tables a person reads: per configuration and input length, then the ratios and targets."""
+    m = rep["machine"]
+    lines = [f"machine: {m['threads']} threads, memory bandwidth {m['bandwidth_gbps']} GB/s, peak matmul "
+             f"{m['peak_gflops_fp32']} GFLOP/s fp32, {m['peak_gops_int8']} GOP/s int8",
+             f"task {rep['task']}; median ms over {rep['rounds']} rounds x {rep['repeats']} runs "
+             f"(p90 in --json); every configuration in its own process", ""]
+    head = (f"{'config':<16}{'input':>6}{'total':>9}{'RTF':>8}{'RTF+media':>10}{'feat':>7}{'a-enc':>8}"
+            f"{'v-enc':>8}{'proj':>7}{'prefill':>8}{'ms/tok':>7}{'tok':>4}{'RSS MB':>8}{'MB':>7}"
+            f"{'agree':>7}{'WER%':>6}")
+    lines.append(head)
+    for name, r in rep["configs"].items():
+        agree = r.get("agreement")
+        agree_s = f"{agree['transcripts_equal']}/{agree['inputs']}" if agree else "-"
+        wer_s = f"{100 * r['samples']['wer']:.1f}" if "samples" in r else "-"
+        for label, x in r["inputs"].items():
+            st = x["stages"]
+
+            def ms(stage: str) -> str:
+                return f"{st[stage]['median']:.1f}" if stage in st else "-"
+
+            lines.append(f"{name:<16}{label:>6}{x['total']['median']:>9.1f}{x['rtf']:>8.3f}{x['rtf_with_media']:>10.3f}"
+                         f"{ms('features'):>7}{ms('audio_encoder'):>8}{ms('video_encoder'):>8}{ms('projector'):>7}"
+                         f"{ms('prefill'):>8}{x['decode_token'].get('median', 0):>7.2f}{x['tokens']:>4}"
+                         f"{r['peak_rss_mb']:>8.0f}{r.get('bundle_mb', 0):>7.1f}{agree_s:>7}{wer_s:>6}")
+    lines.append("")
+    for label, x in rep["media"].items():
+        lines.append(f"media {label}: decode {x['media_decode']['median']:.1f} ms, lip crop (its own decoding "
+                     f"included) {x['lip_crop']['median']:.1f} ms")
+    at = rep["ratios_at"]
+    if "speedup_vs_torch" in rep:
+        lines.append(f"deployment ratio (torch fp32 / default, {at}, without media): {rep['speedup_vs_torch']:.2f}x"
+                     + (f", sample WER change {rep['wer_change_pp']:+.2f} pp" if "wer_change_pp" in rep else ""))
+    if "same_precision_ratio" in rep:
+        lines.append(f"same-precision ratio (torch fp32 / ONNX Runtime fp32, {at}): {rep['same_precision_ratio']:.2f}x")
+    if "smop_over_mlp" in rep:
+        lines.append(f"SMoP / MLP projector end to end ({at}, fixed decode steps): {rep['smop_over_mlp']:.3f}")
+    if "decode" in rep:
+        d = rep["decode"]
+        lines.append(f"decode: {d['token_ms']:.3f} ms/token vs {d['bandwidth_bound_ms']:.4f} ms to read "
+                     f"{d['weight_bytes'] / 1e6:.2f} MB of weights at the measured bandwidth ({d['ratio_to_bound']:.1f}x)")
+    for stage, e in rep.get("encoders", {}).items():
+        lines.append(f"{stage}: {e['gflop']} GFLOP in {e['ms']:.1f} ms = {e['achieved_gflops']} GFLOP/s "
+                     f"({e['ratio_to_bound']:.1f}x the fp32 peak bound)")
+    for target, met in rep["targets"].items():
+        lines.append(f"target {target}: {'met' if met else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def plot(rep: dict[str, Any], path: str | Path) -> Path:
+    """Stacked per-stage medians of every configuration at the longest input."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    at = rep["ratios_at"]
+    names = list(rep["configs"])
+    parts = list(STAGES) + ["decode"]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    bottom = np.zeros(len(names))
+    for part in parts:
+        values = []
+        for n in names:
+            x = rep["configs"][n]["inputs"][at]
+            if part == "decode":
+                values.append(x["decode_token"].get("median", 0.0) * max(x["tokens"] - 1, 0))
+            else:
+                values.append(x["stages"].get(part, {}).get("median", 0.0))
+        ax.bar(names, values, bottom=bottom, label=part)
+        bottom += np.asarray(values)
+    ax.set_ylabel(f"ms ({at} input)")
+    ax.set_title(f"smop-edge bench: {Path(rep['bundle']).name}, {rep['task']}, {rep['threads']} threads")
+    ax.legend(fontsize=8)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,84 @@
+"""What this machine can do at best, measured in the benchmark's own run: memory bandwidth (a large
+copy) and peak matmul throughput in fp32 and int8 (ONNX Runtime, the engine the graphs run on)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class MachineLimits:
+    bandwidth_gbps: float  # bytes read + written per second by a large copy, GB/s
+    peak_gflops_fp32: float  # MatMul, fp32
+    peak_gops_int8: float  # MatMulInteger, uint8 x int8 -> int32
+    threads: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _best_seconds(run, repeats: int) -> float:
+    run()  # warm-up: page faults, thread pool start
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def memory_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
+    """GB/s of a single large numpy copy (one read and one write per byte), best of `repeats`.
+    Far larger than any cache, so it is the DRAM bandwidth one core stream gets."""
+    src = np.ones(megabytes * (1 << 20) // 8, np.float64)
+    dst = np.empty_like(src)
+    seconds = _best_seconds(lambda: np.copyto(dst, src), repeats)
+    return 2 * src.nbytes / seconds / 1e9
+
+
+def _matmul_session(n: int, int8: bool, threads: int):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    if int8:
+        inputs = [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+                  helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])]
+        node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
+        out = helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])
+    else:
+        inputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"]
+        node = helper.make_node("MatMul", ["a", "b"], ["y"])
+        out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])
+    model = helper.make_model(helper.make_graph([node], "matmul", inputs, [out]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def peak_matmul(n: int = 1024, int8: bool = False, threads: int = 2, repeats: int = 5) -> float:
+    """GFLOP/s (fp32) or GOP/s (int8) of an n x n x n ONNX Runtime matmul, best of `repeats`."""
+    sess = _matmul_session(n, int8, threads)
+    rng = np.random.default_rng(0)
+    if int8:
+        feeds = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+    else:
+        feeds = {"a": rng.standard_normal((n, n), dtype=np.float32), "b": rng.standard_normal((n, n), dtype=np.float32)}
+    seconds = _best_seconds(lambda: sess.run(None, feeds), repeats)
+    return 2 * n ** 3 / seconds / 1e9
+
+
+def measure(threads: int) -> MachineLimits:
+    return MachineLimits(bandwidth_gbps=round(memory_bandwidth(), 2),
+                         peak_gflops_fp32=round(peak_matmul(int8=False, threads=threads), 1),
+                         peak_gops_int8=round(peak_matmul(int8=True, threads=threads), 1), threads=threads)
+
+
+if __name__ == "__main__":
+    print(measure(2).to_dict())

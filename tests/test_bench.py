@@ -1,0 +1,134 @@
+"""`smop-edge bench`: FLOP counts against torch's counter, the machine-limit kernels, the one-factor
+plan, and a whole (small) run on a tiny bundle: exports, per-process memory, ratios, caching."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from smop_edge.apps import bench, machine_limits
+from smop_edge.apps.cli import main
+
+
+def test_encoder_flops_match_torch_flop_counter():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from smop_edge.models import flops, zoo
+    from smop_edge.models.checkpoint import random_init
+
+    cfg = zoo.get("demo-dedr")
+    model = random_init(cfg, 0).eval()
+    mel_frames, n_frames = 200, 30
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.encode_audio(torch.randn(1, cfg.audio_encoder.mel_bins, mel_frames), mel_frames // 2, False)
+    a = cfg.audio_encoder
+    # the counter sees convolutions and linear layers; Whisper's CPU attention kernel goes uncounted
+    attention = a.layers * 4 * (mel_frames // 2) ** 2 * a.d_model
+    assert flops.audio_encoder(a, mel_frames) == pytest.approx(counter.get_total_flops() + attention, rel=0.01)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.encode_video(torch.randn(1, n_frames, 88, 88))
+    assert flops.video_encoder(cfg.video_encoder, n_frames) == pytest.approx(counter.get_total_flops(), rel=0.01)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_machine_limit_matmul_kernels_compute_the_product(int8):
+    n = 64
+    rng = np.random.default_rng(0)
+    if int8:
+        a, b = rng.integers(0, 255, (n, n), dtype=np.uint8), rng.integers(-127, 127, (n, n), dtype=np.int8)
+        want = a.astype(np.int64) @ b.astype(np.int64)
+    else:
+        a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+        want = a @ b
+    (got,) = machine_limits._matmul_session(n, int8, threads=1).run(None, {"a": a, "b": b})
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    assert machine_limits.peak_matmul(n=128, int8=int8, threads=1, repeats=2) > 0.1
+    assert machine_limits.memory_bandwidth(megabytes=64, repeats=2) > 0.1
+
+
+def test_each_configuration_varies_one_factor_from_the_default():
+    configs = bench.plan_configs("fast", ["torch", "onnxruntime", "openvino"])
+    default = configs[0]
+    assert default.name == "default" and (default.engine, default.experts, default.llm, default.beams) == \
+        ("onnxruntime", "int8", "int8", 1)
+    factors = ("engine", "model", "experts", "llm", "audio_mode", "exact", "beams", "fixed_steps")
+    for c in configs[1:]:
+        changed = {f for f in factors if getattr(c, f) != getattr(default, f)}
+        if c.name == "torch-fp32":  # the reference is fp32 by definition
+            assert changed == {"engine", "experts", "llm"} and c.audio_mode == default.audio_mode
+        elif c.name == "ort-fp32":
+            assert changed == {"experts", "llm"}
+        elif c.name == "mlp-fixed":  # compared with smop-fixed, which differs from it in the model only
+            assert changed == {"model", "fixed_steps"}
+        else:
+            assert len(changed) == 1, (c.name, changed)
+    assert {c.engine for c in bench.plan_configs("fast", ["onnxruntime"])} == {"onnxruntime"}
+    assert bench.mlp_config({"name": "x", "projector": {"kind": "smop", "layout": "DEDR"}})["projector"]["kind"] == "mlp"
+
+
+@pytest.mark.parametrize("args", [["--seconds", "0"], ["--backends", "tflite"], ["--repeats", "0"],
+                                  ["--configs", "nonsense", "--backends", "onnxruntime"]])
+def test_bad_arguments_exit_2(capsys, tmp_path, args):
+    assert main(["bench", "--work", str(tmp_path), *args]) == 2
+    assert "smop-edge: error:" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory, dedr_bundle, make_checkpoint, tiny_corpus):
+    """One run on the tiny fp32 DEDR bundle (faithful audio) with its held-out clips as samples."""
+    work = tmp_path_factory.mktemp("bench")
+    ckpt, _ = make_checkpoint("tiny-dedr")
+    common = ["bench", "--bundle", str(dedr_bundle), "--checkpoint", str(ckpt), "--samples",
+              str(tiny_corpus / "test" / "manifest.jsonl"), "--seconds", "1", "--rounds", "1", "--repeats", "2",
+              "--decode-steps", "5", "--threads", "1", "--work", str(work)]
+    return work, common
+
+
+def test_bench_runs_each_configuration_in_its_own_process(capsys, tiny_bench):
+    work, common = tiny_bench
+    plot = work / "stages.png"
+    code = main([*common, "--backends", "torch,onnxruntime", "--configs", "ort-fp32,smop-fixed,mlp-fixed,beam4",
+                 "--json", "--plot", str(plot)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    rep = json.loads(out.out)
+    configs = rep["configs"]
+    assert set(configs) == {"default", "torch-fp32", "ort-fp32", "smop-fixed", "mlp-fixed", "beam4"}
+    assert out.err.count("bench: exporting") == 2  # the int8 default and the MLP baseline; ort-fp32 is the bundle
+    # the given bundle serves ort-fp32; the variants were exported with what they claim
+    assert configs["ort-fp32"]["bundle"] == rep["bundle"]
+    manifest = json.loads((work / "bundles" / "mlp-onnx-experts_int8-llm_int8-faithful" / "manifest.json").read_text())
+    assert manifest["model"]["projector"]["kind"] == "mlp" and manifest["quantization"]["llm"] == "int8"
+    # only the torch worker imported torch, and its peak memory is its own (torch alone is > 100 MB)
+    assert [n for n, c in configs.items() if c["torch_imported"]] == ["torch-fp32"]
+    assert configs["torch-fp32"]["peak_rss_mb"] > configs["ort-fp32"]["peak_rss_mb"] + 100
+    for name, c in configs.items():
+        x = c["inputs"]["1s"]
+        assert x["total"]["median"] > 0 and x["rtf_with_media"] > x["rtf"] > 0
+        assert {"features", "audio_encoder", "video_encoder", "projector", "prefill"} <= set(x["stages"])
+        assert x["total"]["median"] >= x["stages"]["prefill"]["median"] + x["stages"]["audio_encoder"]["median"]
+        if c["config"]["fixed_steps"]:
+            assert x["tokens"] == 5 and x["decode_token"]["median"] > 0
+    # fp32 graphs reproduce the fp32 reference's transcripts; the samples were transcribed
+    assert configs["ort-fp32"]["agreement"]["transcripts_equal"] == configs["ort-fp32"]["agreement"]["inputs"] == 3
+    assert configs["ort-fp32"]["samples"]["words"] > 0 and "samples" not in configs["mlp-fixed"]
+    assert rep["speedup_vs_torch"] > 0 and rep["same_precision_ratio"] > 0 and rep["smop_over_mlp"] > 0
+    assert rep["bandwidth_gbps"] > 0 and rep["peak_gflops_fp32"] > 0 and rep["peak_gops_int8"] > 0
+    assert rep["decode"]["weight_bytes"] > 0 and set(rep["encoders"]) == {"audio_encoder", "video_encoder"}
+    assert set(rep["targets"]) == {"deployment_3x_wer_0.5pp", "smop_within_5pct_of_mlp",
+                                   "decode_within_2x_of_bandwidth"}
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_reuses_exported_variants_and_prints_a_table(capsys, tiny_bench):
+    _, common = tiny_bench
+    args = [*common, "--backends", "onnxruntime", "--configs", "mlp-fixed"]
+    assert main(args) == 0  # exports what an earlier test has not
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "exporting" not in out.err  # kept from the first run
+    assert "mlp-fixed" in out.out and "SMoP / MLP projector" not in out.out  # smop-fixed was not run
+    assert "target decode_within_2x_of_bandwidth:" in out.out
