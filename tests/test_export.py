@@ -202,3 +202,28 @@ def test_static_bundle_has_static_graphs_and_matches_the_reference(tmp_path_fact
     _assert_end_to_end(manifest, exact=True)
     assert manifest["static"]["kv_capacity"] == 128
     assert main(["verify", str(out)]) == 0
+
+
+@pytest.mark.parametrize("slopes", ["positive", "mixed"])
+def test_video_stem_exported_in_2d_computes_the_3d_stem(slopes, onnx_fp32):
+    """The Conv3d stem's per-frame 2-D form (5 taps as channels; PReLU after the pool when it is
+    monotonic) gives the 3-D stem's output, and the exported graph has no Conv3d."""
+    import torch
+
+    from smop_edge.export.encoder_graphs import StemAs2d
+    from smop_edge.models import zoo
+    from smop_edge.models.checkpoint import random_init
+
+    model = random_init(zoo.get("tiny-dedr"), seed=1).eval()
+    stem = model.video_encoder.feature_extractor_video.resnet.frontend3D
+    with torch.no_grad():
+        stem[1].running_mean.normal_(), stem[1].running_var.uniform_(0.5, 2.0)
+        stem[2].weight.uniform_(0.05, 0.5) if slopes == "positive" else stem[2].weight.uniform_(-0.5, 0.5)
+        x = torch.randn(1, 1, 11, 88, 88)
+        two_d = StemAs2d(stem)
+        assert two_d.prelu_after_pool == (slopes == "positive")
+        torch.testing.assert_close(two_d(x), stem(x), rtol=1e-4, atol=1e-5)
+    graph = onnx.load(str(onnx_fp32[0] / "video_encoder.onnx"))
+    kernels = [list(a.ints) for n in graph.graph.node if n.op_type == "Conv" for a in n.attribute
+               if a.name == "kernel_shape"]
+    assert [7, 7] in kernels and not any(len(k) == 3 for k in kernels)  # the positional Conv1d stays 1-D
