@@ -58,7 +58,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from smop_edge.models import zoo
     from smop_edge.models.checkpoint import random_init, save_checkpoint
-    from smop_edge.models.tokenizer_builder import placeholder_tokenizer, train_base_tokenizer
+    from smop_edge.models.tokenizer_builder import base_tokenizer_for
     import torch
 
     config = zoo.get(args.zoo)
@@ -66,13 +66,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
     if args.tokenizer_out:
-        n_added = len(config.tokens.added)
-        if args.zoo.startswith("tiny"):
-            tok = train_base_tokenizer(vocab_size=args.vocab)
-            config.llm.vocab = tok.get_vocab_size(with_added_tokens=True) + n_added
-        else:  # real sizes: a stand-in of the base tokenizer's exact size (not for real text)
-            tok = placeholder_tokenizer(config.llm.vocab - n_added)
-        tok.save(args.tokenizer_out)
+        base_tokenizer_for(config, args.vocab).save(args.tokenizer_out)
     model = random_init(config, args.seed)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     save_checkpoint(model, args.out, lightning=args.out.endswith(".ckpt"), dtype=dtype)
@@ -140,6 +134,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     backend = args.backend or ("onnxruntime" if bundle.manifest["format"] == "onnx" else "openvino")
     rec = Recognizer.from_bundle(args.bundle, backend=backend)
     test = bundle.manifest["self_test"]
+    if "reference_tokens" not in test:
+        raise BundleError(f"{args.bundle} was exported without parity (a benchmark variant): it has no "
+                          "self-test reference to verify against")
     data = np.load(bundle.file(test["file"]))
     out = rec.transcribe(audio=data["audio"] if "audio" in data else None,
                          frames=data["frames"] if "frames" in data else None, task=test["task"],
@@ -292,13 +289,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown backend(s) {', '.join(sorted(unknown))} (torch, onnxruntime, openvino)")
     if args.repeats < 1 or args.rounds < 1:
         raise UsageError("--repeats and --rounds must be at least 1")
-    opts = BenchOptions(bundle=Path(args.bundle or DEMO_BUNDLE), seconds=seconds, backends=backends,
+    if args.zoo and not args.random_init:
+        raise UsageError("--zoo benchmarks random weights: add --random-init (a trained model comes as --bundle)")
+    if args.zoo and args.bundle:
+        raise UsageError("--bundle and --zoo exclude each other")
+    if args.audio_mode and not args.zoo:
+        raise UsageError("--audio-mode is for --zoo; a bundle's audio mode is its own")
+    layouts = tuple(x.upper() for x in args.layouts.split(",")) if args.layouts else ()
+    if set(layouts) - {"JEJR", "JEDR", "DEDR"}:
+        raise UsageError(f"--layouts takes JEJR, JEDR, DEDR, not {args.layouts!r}")
+    opts = BenchOptions(bundle=None if args.zoo else Path(args.bundle or DEMO_BUNDLE), zoo=args.zoo,
+                        audio_mode=args.audio_mode, layouts=layouts, seconds=seconds, backends=backends,
                         threads=args.threads or os.cpu_count() or 1, repeats=args.repeats, rounds=args.rounds,
                         decode_steps=args.decode_steps, task=args.task, work=Path(args.work),
                         only=args.configs.split(",") if args.configs else None)
     for name in ("checkpoint", "mlp_checkpoint", "samples"):
         if getattr(args, name):
             setattr(opts, name, Path(getattr(args, name)))
+    if args.zoo and not opts.samples:  # random weights: the demo's first clip is just an input
+        opts.samples = DEMO_BUNDLE.parent / "samples" / "manifest.jsonl"
     log = (lambda msg: None) if args.quiet else (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
     rep = run_bench(opts, log)
     if args.plot:
@@ -465,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Each configuration runs in its own process; bundle variants are exported "
                                    "once into --work. Inputs: the bundle's sample clips, looped to --seconds.")
     p.add_argument("--bundle", help="bundle directory (default: the demo bundle)")
+    p.add_argument("--zoo", metavar="NAME", help="a zoo configuration instead, e.g. smop-1b-jejr (with --random-init)")
+    p.add_argument("--random-init", action="store_true", help="--zoo: random weights, fixed decode steps")
+    p.add_argument("--audio-mode", choices=["faithful", "fast"], help="--zoo: the default's audio mode (faithful)")
+    p.add_argument("--layouts", metavar="L,L", help="also SMoP layouts (JEJR, JEDR, DEDR) vs the MLP baseline")
     p.add_argument("--checkpoint", help="the checkpoint the bundle came from (default: found next to the bundle)")
     p.add_argument("--mlp-checkpoint", help="MLP-projector baseline checkpoint (default: random weights)")
     p.add_argument("--samples", metavar="MANIFEST", help="labelled clips (default: samples/ next to the bundle)")
@@ -476,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per input, per round")
     p.add_argument("--rounds", type=int, default=2, help="rounds over all configurations (rotating order)")
     p.add_argument("--decode-steps", type=int, default=16, help="tokens decoded by the fixed-step pair")
-    p.add_argument("--work", default="build/bench", help="exported variants, inputs and worker files")
+    p.add_argument("--work", default="build/bench", help="exported variants, inputs and worker files (a cache: "
+                   "delete it after changing the exporter)")
     p.add_argument("--json", action="store_true", help="every figure, speedup_vs_torch and the machine limits")
     p.add_argument("--plot", metavar="PNG", help="stacked per-stage bar chart")
     p.add_argument("--quiet", action="store_true")

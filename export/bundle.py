@@ -16,7 +16,7 @@ import numpy as np
 from smop_edge.runtime import features
 from smop_edge.runtime.bundle import MANIFEST, SCHEMA_VERSION, sha256_file
 from smop_edge.runtime.errors import UsageError
-from smop_edge.runtime.prompt import TASK_MODALITIES
+from smop_edge.runtime.prompt import TASK_MODALITIES, SpecialIds
 
 from .quantize import ENCODER_MODES, EXPERT_MODES, LLM_MODES
 
@@ -38,6 +38,11 @@ class ExportOptions:
     force: bool = False
     self_test_seconds: float = 2.0
     self_test_tokens: int = 16
+    parity: bool = True  # False: no parity figures or self-test reference (then `verify` cannot pass)
+    # bundles whose graphs are linked instead of rebuilt where a stage's graph would be the same (same
+    # model apart from the projector, format, stage quantization and audio mode): the benchmark's
+    # projector and LLM variants share their encoders this way
+    reuse: tuple[str, ...] = ()
     # --static: encoder length buckets, projector token chunk, decoder chunk and KV-cache capacity
     audio_buckets: tuple[int, ...] = (1000, 3000)  # mel frames (10 s, 30 s); fast mode only
     video_buckets: tuple[int, ...] = (250, 750)  # frames (10 s, 30 s at 25 fps)
@@ -142,12 +147,17 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
                    "decoder_chunk": options.decoder_chunk, "kv_capacity": options.kv_capacity}
                   if options.static else None,
     }
-    ref = ReferenceRecognizer(model.float(), tokenizer, options.audio_mode)
-    manifest["tokenizer"]["special_ids"] = asdict(ref.ids)
+    manifest["tokenizer"]["special_ids"] = asdict(SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos,
+                                                                          cfg.tokens.added))
+    manifest["parity"] = None
     _write_manifest(out, manifest)
+    if not options.parity:
+        log(f"done in {time.perf_counter() - started:.1f} s: {out} (parity not measured)")
+        return manifest
 
     release_memory()
     log("parity: running every graph against the torch reference")
+    ref = ReferenceRecognizer(model.float(), tokenizer, options.audio_mode)
     backend = "onnxruntime" if options.format == "onnx" else "openvino"
     rec = Recognizer.from_bundle(out, backend=backend)
     figures = parity.measure(ref, rec, audio, frames, task, options.self_test_tokens)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +15,8 @@ from typing import Any, Callable
 import onnx
 
 from smop_edge.models.llama_smop import LlamaSMoP
+from smop_edge.runtime.bundle import Bundle, load_bundle
+from smop_edge.runtime.errors import BundleError
 
 from .decoder_graph import export_decoder
 from .encoder_graphs import export_audio_encoder, export_video_encoder, share_weights
@@ -91,6 +95,11 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
         for i, (name, bucket, build, quant) in enumerate(plan, 1):
             t0 = time.perf_counter()
             what = f"{name}" + (f" (bucket {bucket})" if bucket else "")
+            shared = None if options.static or name == "projector" else _reusable(cfg, name, quant, options)
+            if shared:
+                stages[name] = link_stage(shared, name, out)
+                log(f"[{i}/{len(plan)}] {what}: linked from {shared.path}")
+                continue
             log(f"[{i}/{len(plan)}] {what}: exporting ({quant}, {options.format})")
             stem = f"{name}.{bucket}" if bucket else name
             with in_float32(model, name):
@@ -119,6 +128,35 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
             release_memory()
             log(f"[{i}/{len(plan)}] {what}: done in {time.perf_counter() - t0:.1f} s")
     return stages
+
+
+def _reusable(cfg, stage: str, quant: str, options) -> Bundle | None:
+    """A bundle in `options.reuse` whose `stage` graph is the one this export would build: same model
+    apart from the projector, same format and quantization, same audio mode for the audio encoder."""
+    def body(config: dict) -> dict:
+        return {k: v for k, v in config.items() if k not in ("name", "projector")}
+
+    for folder in options.reuse:
+        try:
+            bundle = load_bundle(folder, verify=False)
+        except BundleError:
+            continue
+        m = bundle.manifest
+        if (stage in bundle.stages and not m.get("static") and m["format"] == options.format
+                and bundle.stages[stage]["quantization"] == quant and body(bundle.config) == body(cfg.to_dict())
+                and (stage != "audio_encoder" or m["audio_mode"] == options.audio_mode)):
+            return bundle
+    return None
+
+
+def link_stage(bundle: Bundle, stage: str, out: Path) -> dict[str, Any]:
+    """Hard-link (copy where linking fails) a stage's files from `bundle` into `out`; its manifest entry."""
+    for src in bundle.stage_files(stage):
+        try:
+            os.link(src, out / src.name)
+        except OSError:
+            shutil.copy2(src, out / src.name)
+    return dict(bundle.stages[stage])
 
 
 def _save(model: onnx.ModelProto, path: Path) -> Path:

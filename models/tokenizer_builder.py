@@ -9,7 +9,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from smop_edge.runtime.errors import UsageError
 
-from .config import TokensConfig
+from .config import ModelConfig, TokensConfig
 
 SAMPLE_TEXT = [
     "transcribe speech to text.", "transcribe video to text.", "transcribe speech and video to text.",
@@ -53,3 +53,15 @@ def placeholder_tokenizer(size: int, tokens: TokensConfig | None = None) -> Toke
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     tok.add_special_tokens([tokens.bos, tokens.eos])
     return tok
+
+
+def base_tokenizer_for(config: ModelConfig, vocab: int = 320) -> Tokenizer:
+    """The base tokenizer a random-weight model of `config` is paired with: a small trained one for
+    tiny configurations (which then sizes `config.llm.vocab`, AVSR tokens included), else a stand-in
+    of the real base tokenizer's exact size."""
+    n_added = len(config.tokens.added)
+    if config.name.startswith("tiny"):
+        tok = train_base_tokenizer(vocab_size=vocab)
+        config.llm.vocab = tok.get_vocab_size(with_added_tokens=True) + n_added
+        return tok
+    return placeholder_tokenizer(config.llm.vocab - n_added)

@@ -41,6 +41,12 @@ class Bundle:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def stage_files(self, stage: str) -> list[Path]:
+        """A (dynamic) stage's graph file and the files that go with it: external weights
+        (`decoder.onnx.data`) or OpenVINO's `.bin`, i.e. every file named `<graph stem>.*`."""
+        stem = Path(self.stages[stage]["file"]).stem
+        return sorted(p for p in self.path.iterdir() if p.is_file() and p.name.startswith(stem + "."))
+
     def verify_files(self) -> list[str]:
         """Names of files whose sha256 differs from the manifest's or that are missing."""
         bad = []

@@ -1,8 +1,8 @@
 """`smop-edge bench`: FLOP counts against torch's counter, the machine-limit kernels, the one-factor
 plan, and a whole (small) run on a tiny bundle: exports, per-process memory, ratios, caching."""
 
-import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,11 +65,19 @@ def test_each_configuration_varies_one_factor_from_the_default():
         else:
             assert len(changed) == 1, (c.name, changed)
     assert {c.engine for c in bench.plan_configs("fast", ["onnxruntime"])} == {"onnxruntime"}
-    assert bench.mlp_config({"name": "x", "projector": {"kind": "smop", "layout": "DEDR"}})["projector"]["kind"] == "mlp"
+    smop = {"name": "x", "projector": {"kind": "smop", "layout": "DEDR"}}
+    assert bench.variant_config(smop, "mlp")["projector"]["kind"] == "mlp"
+    assert bench.variant_config(smop, "jejr")["projector"] == {"kind": "smop", "layout": "JEJR"}
+    # random weights: every configuration decodes a fixed number of tokens, the default is the SMoP side
+    random = bench.plan_configs("faithful", ["onnxruntime"], random_init=True, layouts=("DEDR",))
+    assert all(c.fixed_steps for c in random) and "smop-fixed" not in {c.name for c in random}
+    assert next(c for c in random if c.name == "dedr-fixed").model == "dedr"
 
 
 @pytest.mark.parametrize("args", [["--seconds", "0"], ["--backends", "tflite"], ["--repeats", "0"],
-                                  ["--configs", "nonsense", "--backends", "onnxruntime"]])
+                                  ["--configs", "nonsense", "--backends", "onnxruntime"], ["--zoo", "tiny-jejr"],
+                                  ["--zoo", "tiny-jejr", "--random-init", "--bundle", "x"],
+                                  ["--layouts", "XYZ"], ["--audio-mode", "fast"]])
 def test_bad_arguments_exit_2(capsys, tmp_path, args):
     assert main(["bench", "--work", str(tmp_path), *args]) == 2
     assert "smop-edge: error:" in capsys.readouterr().err
@@ -98,9 +106,16 @@ def test_bench_runs_each_configuration_in_its_own_process(capsys, tiny_bench):
     assert set(configs) == {"default", "torch-fp32", "ort-fp32", "smop-fixed", "mlp-fixed", "beam4"}
     assert out.err.count("bench: exporting") == 2  # the int8 default and the MLP baseline; ort-fp32 is the bundle
     # the given bundle serves ort-fp32; the variants were exported with what they claim
-    assert configs["ort-fp32"]["bundle"] == rep["bundle"]
-    manifest = json.loads((work / "bundles" / "mlp-onnx-experts_int8-llm_int8-faithful" / "manifest.json").read_text())
+    assert configs["ort-fp32"]["bundle"] == rep["source"]
+    mlp = Path(configs["mlp-fixed"]["bundle"])
+    manifest = json.loads((mlp / "manifest.json").read_text())
     assert manifest["model"]["projector"]["kind"] == "mlp" and manifest["quantization"]["llm"] == "int8"
+    # the MLP variant links the encoder and decoder graphs of the int8 default instead of rebuilding them
+    default = Path(configs["default"]["bundle"])
+    for stage in ("audio_encoder", "video_encoder", "decoder"):
+        assert (mlp / manifest["stages"][stage]["file"]).stat().st_ino == \
+            (default / manifest["stages"][stage]["file"]).stat().st_ino
+    assert (mlp / "projector.onnx").stat().st_ino != (default / "projector.onnx").stat().st_ino
     # only the torch worker imported torch, and its peak memory is its own (torch alone is > 100 MB)
     assert [n for n, c in configs.items() if c["torch_imported"]] == ["torch-fp32"]
     assert configs["torch-fp32"]["peak_rss_mb"] > configs["ort-fp32"]["peak_rss_mb"] + 100
@@ -132,3 +147,27 @@ def test_bench_reuses_exported_variants_and_prints_a_table(capsys, tiny_bench):
     assert "exporting" not in out.err  # kept from the first run
     assert "mlp-fixed" in out.out and "SMoP / MLP projector" not in out.out  # smop-fixed was not run
     assert "target decode_within_2x_of_bandwidth:" in out.out
+
+
+def test_zoo_random_weights_share_graphs_and_decode_fixed_steps(capsys, tmp_path, tiny_corpus):
+    """`--zoo NAME --random-init`: a random-weight checkpoint made once, every configuration decoding
+    exactly --decode-steps tokens, the SMoP layouts compared with the MLP baseline."""
+    args = ["bench", "--zoo", "tiny-jejr", "--random-init", "--layouts", "DEDR", "--samples",
+            str(tiny_corpus / "test" / "manifest.jsonl"), "--seconds", "1", "--rounds", "1", "--repeats", "1",
+            "--decode-steps", "4", "--threads", "1", "--backends", "torch,onnxruntime", "--work", str(tmp_path),
+            "--configs", "ort-fp32,mlp-fixed,dedr-fixed", "--json"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    rep = json.loads(out.out)
+    assert rep["random_weights"] and rep["model"] == "tiny-jejr" and "writing random weights" in out.err
+    assert all(c["inputs"]["1s"]["tokens"] == 4 for c in rep["configs"].values())
+    assert all("samples" not in c for c in rep["configs"].values())  # no transcripts to score
+    agree = rep["configs"]["ort-fp32"]["agreement"]
+    assert agree["transcripts_equal"] == agree["inputs"] == 1
+    assert set(rep["layouts_over_mlp"]) == {"dedr"} and rep["smop_over_mlp"] > 0
+    dedr = json.loads((Path(rep["configs"]["dedr-fixed"]["bundle"]) / "manifest.json").read_text())
+    assert dedr["model"]["projector"]["layout"] == "DEDR" and dedr["parity"] is None
+    assert main(["verify", rep["configs"]["dedr-fixed"]["bundle"]]) == 4  # no self-test reference to check
+    assert "exported without parity" in capsys.readouterr().err
+    assert main(args) == 0
+    assert "writing random weights" not in capsys.readouterr().err  # made once
