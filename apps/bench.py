@@ -200,11 +200,12 @@ def _matches(bundle: Bundle, c: BenchConfig, own_model: bool) -> bool:
             and m["audio_mode"] == c.audio_mode and not m.get("static") and own_model)
 
 
-def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log: Log) -> dict[str, Path]:
+def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log: Log,
+                errors: dict[str, str]) -> dict[str, Path]:
     """Bundle folder per configuration key: the given bundle where it matches, else an export into the
     work folder, kept for later runs. Exports link the graphs they share with earlier ones (encoders
     across LLM and projector variants, the LLM across projector variants) and skip parity (the
-    benchmark compares transcripts with torch itself)."""
+    benchmark compares transcripts with torch itself). Variants that fail to export go into `errors`."""
     out: dict[str, Path] = {}
     root = opts.work / src.folder
     for c in configs:
@@ -227,9 +228,14 @@ def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log
         config = None if ckpt else variant_config(src.config, c.model)
         options = {"format": c.format, "experts": c.experts, "llm": c.llm, "audio_mode": c.audio_mode,
                    "parity": False, "reuse": tuple(str(p) for p in out.values())}
-        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-            pool.submit(_export_variant, str(ckpt) if ckpt else None, config, str(src.tokenizer), str(folder),
-                        options).result()
+        try:
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                pool.submit(_export_variant, str(ckpt) if ckpt else None, config, str(src.tokenizer), str(folder),
+                            options).result()
+        except Exception as exc:  # one failed variant (e.g. out of memory) must not end an hour-long run
+            errors[key] = f"export failed: {type(exc).__name__}: {exc}"
+            log(f"{key}: {errors[key]}; its configurations are skipped")
+            continue
         log(f"exported {key} in {time.perf_counter() - t0:.0f} s")
         out[key] = folder
     return out
@@ -341,7 +347,11 @@ def run_bench(opts: BenchOptions, log: Log) -> dict[str, Any]:
         configs = [c for c in configs if c.name in opts.only or c.name in ("default", "torch-fp32")]
     log(f"machine limits ({opts.threads} threads)")
     limits = machine_limits.measure(opts.threads)
-    bundles = bundles_for(configs, src, opts, log)
+    export_errors: dict[str, str] = {}
+    bundles = bundles_for(configs, src, opts, log, export_errors)
+    # configuration -> why it has no figures
+    failed = {c.name: export_errors[c.bundle_key()] for c in configs
+              if c.engine != "torch" and c.bundle_key() in export_errors}
     inputs = build_inputs(opts, samples, labelled=not src.random_init)
     raw: dict[str, list[dict]] = {c.name: [] for c in configs}
     media_runs: list[dict] = []
@@ -355,11 +365,21 @@ def run_bench(opts: BenchOptions, log: Log) -> dict[str, Any]:
         log(f"round {r + 1}/{opts.rounds}: media decode + lip crop ({time.perf_counter() - t0:.1f} s)")
         order = configs[r % len(configs):] + configs[: r % len(configs)]
         for c in order:
+            if c.name in failed:
+                continue
             t0 = time.perf_counter()
             spec = model_spec(c, bundles.get(c.bundle_key()), opts, src, inputs, task, r == 0)
-            raw[c.name].append(run_worker(spec, runs_dir, f"{c.name}-{r}"))
+            try:
+                raw[c.name].append(run_worker(spec, runs_dir, f"{c.name}-{r}"))
+            except UsageError as exc:
+                failed[c.name] = str(exc)
+                log(f"{c.name}: {exc}; skipped")
+                continue
             log(f"round {r + 1}/{opts.rounds}: {c.name} ({time.perf_counter() - t0:.1f} s)")
-    return report(configs, raw, media_runs, inputs, bundles, limits, opts, src, task)
+    done = [c for c in configs if c.name not in failed]
+    rep = report(done, raw, media_runs, inputs, bundles, limits, opts, src, task)
+    rep["failed"] = failed
+    return rep
 
 
 # ---- the report ---------------------------------------------------------------------------------------
@@ -535,6 +555,8 @@ def render_text(rep: dict[str, Any]) -> str:
     for stage, e in rep.get("encoders", {}).items():
         lines.append(f"{stage}: {e['gflop']} GFLOP in {e['ms']:.1f} ms = {e['achieved_gflops']} GFLOP/s "
                      f"({e['ratio_to_bound']:.1f}x the fp32 peak bound)")
+    for name, why in rep.get("failed", {}).items():
+        lines.append(f"{name}: no figures ({why})")
     for target, met in rep["targets"].items():
         lines.append(f"target {target}: {'met' if met else 'NOT met'}")
     return "\n".join(lines)
