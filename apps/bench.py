@@ -117,9 +117,17 @@ class Source:
 
     @property
     def folder(self) -> str:
-        """A name for this model's exports in the work folder (config, checkpoint size and time)."""
+        """A name for this model's exports in the work folder: config, checkpoint size and time, and the
+        exporter's source (a changed exporter makes new exports instead of reusing stale ones)."""
+        import hashlib
+
+        import smop_edge.export as export
+
         stat = self.checkpoint.stat()
-        return f"{self.config['name']}-{stat.st_size}-{int(stat.st_mtime)}"
+        code = hashlib.sha256()
+        for path in sorted(Path(export.__file__).parent.glob("*.py")):
+            code.update(path.read_bytes())
+        return f"{self.config['name']}-{stat.st_size}-{int(stat.st_mtime)}-{code.hexdigest()[:8]}"
 
 
 def bundle_source(opts: BenchOptions) -> Source:
@@ -226,8 +234,9 @@ def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log
         t0 = time.perf_counter()
         ckpt = src.checkpoint if c.model == "smop" else (opts.mlp_checkpoint if c.model == "mlp" else None)
         config = None if ckpt else variant_config(src.config, c.model)
+        done = [*out.values(), *(p for p in root.iterdir() if p.is_dir() and p != folder)] if root.is_dir() else []
         options = {"format": c.format, "experts": c.experts, "llm": c.llm, "audio_mode": c.audio_mode,
-                   "parity": False, "reuse": tuple(str(p) for p in out.values())}
+                   "parity": False, "reuse": tuple(str(p) for p in dict.fromkeys(done))}
         try:
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
                 pool.submit(_export_variant, str(ckpt) if ckpt else None, config, str(src.tokenizer), str(folder),

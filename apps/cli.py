@@ -489,8 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per input, per round")
     p.add_argument("--rounds", type=int, default=2, help="rounds over all configurations (rotating order)")
     p.add_argument("--decode-steps", type=int, default=16, help="tokens decoded by the fixed-step pair")
-    p.add_argument("--work", default="build/bench", help="exported variants, inputs and worker files (a cache: "
-                   "delete it after changing the exporter)")
+    p.add_argument("--work", default="build/bench", help="exported variants, inputs and worker files (a cache, "
+                   "kept per model and exporter version)")
     p.add_argument("--json", action="store_true", help="every figure, speedup_vs_torch and the machine limits")
     p.add_argument("--plot", metavar="PNG", help="stacked per-stage bar chart")
     p.add_argument("--quiet", action="store_true")

@@ -140,7 +140,10 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
         "embeddings": {"file": "embed_tokens.npy", "dtype": np.dtype(emb_dtype).name,
                        "shape": [cfg.llm.vocab, cfg.llm.hidden]},
         "quantization": {"experts": options.experts, "router": "fp32", "layer_norm": "fp32", "llm": options.llm,
-                         "encoders": options.encoders},
+                         "encoders": options.encoders,
+                         # ONNX Runtime computes next to 8-bit weights in int8 (see weight_compression)
+                         "activations": {part: "int8" if options.format == "onnx" and mode == "int8" else "fp32"
+                                         for part, mode in (("llm", options.llm), ("encoders", options.encoders))}},
         "self_test": {"file": SELF_TEST_FILE, "task": task, "max_new_tokens": options.self_test_tokens},
         "static": {"audio_buckets": list(options.audio_buckets) if options.audio_mode == "fast" else [3000],
                    "video_buckets": list(options.video_buckets), "projector_chunk": options.projector_chunk,
