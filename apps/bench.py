@@ -571,6 +571,24 @@ def render_text(rep: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_markdown(rep: dict[str, Any]) -> str:
+    """The README's table: every configuration at the longest input, medians in ms."""
+    at = rep["ratios_at"]
+    lines = ["| config | differs by | total | RTF with media | audio enc | video enc | projector | prefill | ms/token "
+             "| peak RSS MB | bundle MB | agree | WER |", "|" + "---|" * 13]
+    for name, r in rep["configs"].items():
+        x = r["inputs"][at]
+        st = {k: f"{v['median']:.0f}" for k, v in x["stages"].items()}
+        agree = r.get("agreement")
+        agree_s = f"{agree['transcripts_equal']}/{agree['inputs']}" if agree else "–"
+        wer_s = f"{100 * r['samples']['wer']:.1f} %" if "samples" in r else "–"
+        lines.append(f"| {name} | {r['config']['factor']} | {x['total']['median']:.0f} | {x['rtf_with_media']:.3f} | "
+                     f"{st.get('audio_encoder', '–')} | {st.get('video_encoder', '–')} | {st.get('projector', '–')} | "
+                     f"{st['prefill']} | {x['decode_token'].get('median', 0):.2f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r.get('bundle_mb', 0):.1f} | {agree_s} | {wer_s} |")
+    return "\n".join(lines)
+
+
 def plot(rep: dict[str, Any], path: str | Path) -> Path:
     """Stacked per-stage medians of every configuration at the longest input."""
     import matplotlib

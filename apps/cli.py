@@ -278,7 +278,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # ---- bench ------------------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import BenchOptions, plot, render_text, run_bench
+    from .bench import BenchOptions, plot, render_markdown, render_text, run_bench
 
     seconds = [_float(s, "--seconds") for s in args.seconds.split(",")]
     if any(s <= 0 for s in seconds):
@@ -312,7 +312,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rep = run_bench(opts, log)
     if args.plot:
         rep["plot"] = str(plot(rep, args.plot))
-    print(json.dumps(rep, indent=2) if args.json else render_text(rep))
+    print(json.dumps(rep, indent=2) if args.json else render_markdown(rep) if args.markdown else render_text(rep))
     return 0
 
 
@@ -492,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="build/bench", help="exported variants, inputs and worker files (a cache, "
                    "kept per model and exporter version)")
     p.add_argument("--json", action="store_true", help="every figure, speedup_vs_torch and the machine limits")
+    p.add_argument("--markdown", action="store_true", help="the README's table (longest input) instead of text")
     p.add_argument("--plot", metavar="PNG", help="stacked per-stage bar chart")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench)
