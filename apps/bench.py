@@ -38,7 +38,7 @@ class BenchConfig:
     name: str
     factor: str  # what this configuration varies from the deployment default
     engine: str = "onnxruntime"  # onnxruntime | openvino | torch
-    model: str = "smop"  # smop | mlp (the MLP-projector baseline)
+    model: str = "smop"  # smop (the model itself) | mlp (its MLP-projector baseline) | jejr, jedr, dedr (layouts)
     experts: str = "int8"
     llm: str = "int8"
     audio_mode: str = "fast"
@@ -202,10 +202,11 @@ def variant_config(config: dict, model: str) -> dict:
     return cfg
 
 
-def _matches(bundle: Bundle, c: BenchConfig, own_model: bool) -> bool:
+def _matches(bundle: Bundle, c: BenchConfig) -> bool:
+    """Whether `bundle` was exported the way configuration `c` asks (its model aside)."""
     q, m = bundle.manifest["quantization"], bundle.manifest
     return (m["format"] == c.format and q["experts"] == c.experts and q["llm"] == c.llm
-            and m["audio_mode"] == c.audio_mode and not m.get("static") and own_model)
+            and m["audio_mode"] == c.audio_mode and not m.get("static"))
 
 
 def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log: Log,
@@ -220,12 +221,12 @@ def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log
         key = c.bundle_key()
         if c.engine == "torch" or key in out:
             continue
-        if src.bundle and _matches(src.bundle, c, c.model == "smop"):
+        if src.bundle and c.model == "smop" and _matches(src.bundle, c):
             out[key] = src.bundle.path
             continue
         folder = root / key
         try:
-            if _matches(load_bundle(folder), c, True):
+            if _matches(load_bundle(folder), c):  # the folder name carries the model
                 out[key] = folder
                 continue
         except BundleError:  # not exported yet (or an interrupted export): export it
@@ -406,7 +407,8 @@ def _config_report(c: BenchConfig, runs: list[dict], inputs: list[Input], media_
         timings = [t for run in runs for t in run["inputs"][i.name]["timings"]]
         stages = {s: _stats([t[s] for t in timings if s in t]) for s in STAGES}
         total = _stats([t["total"] for t in timings])
-        with_media = total["median"] + media_ms[i.name]["media_decode"]["median"] + media_ms[i.name]["lip_crop"]["median"]
+        shared = media_ms[i.name]
+        with_media = total["median"] + shared["media_decode"]["median"] + shared["lip_crop"]["median"]
         by_input[i.name] = {
             "seconds": i.seconds, "stages": {k: v for k, v in stages.items() if v},
             "decode_token": _stats([x for t in timings for x in t["decode_token"]]),
@@ -451,10 +453,10 @@ def report(configs: list[BenchConfig], raw: dict[str, list[dict]], media_runs: l
             results[c.name]["bundle_mb"] = folder_mb(bundles[c.bundle_key()])
     longest = max((i for i in inputs if i.text is None), key=lambda i: i.seconds)
     out = {"model": src.config["name"], "random_weights": src.random_init,
-           "source": str(src.bundle.path) if src.bundle else f"zoo {src.config['name']}", "task": task, "threads": opts.threads, "repeats": opts.repeats,
-           "rounds": opts.rounds, "machine": limits.to_dict(), "bandwidth_gbps": limits.bandwidth_gbps,
-           "peak_gflops_fp32": limits.peak_gflops_fp32, "peak_gops_int8": limits.peak_gops_int8,
-           "media": media_ms, "configs": results, "ratios_at": longest.name}
+           "source": str(src.bundle.path) if src.bundle else f"zoo {src.config['name']}", "task": task,
+           "threads": opts.threads, "repeats": opts.repeats, "rounds": opts.rounds, "machine": limits.to_dict(),
+           "bandwidth_gbps": limits.bandwidth_gbps, "peak_gflops_fp32": limits.peak_gflops_fp32,
+           "peak_gops_int8": limits.peak_gops_int8, "media": media_ms, "configs": results, "ratios_at": longest.name}
     out.update(_ratios(results, longest, limits, src, task))
     return out
 
@@ -524,8 +526,9 @@ def render_text(rep: dict[str, Any]) -> str:
     m = rep["machine"]
     lines = [f"machine: {m['threads']} threads, memory bandwidth {m['bandwidth_gbps']} GB/s, peak matmul "
              f"{m['peak_gflops_fp32']} GFLOP/s fp32, {m['peak_gops_int8']} GOP/s int8",
-             f"{rep['model']}{' (random weights)' if rep['random_weights'] else ''}, task {rep['task']}; median ms over {rep['rounds']} rounds x {rep['repeats']} runs "
-             f"(p90 in --json); every configuration in its own process", ""]
+             f"{rep['model']}{' (random weights)' if rep['random_weights'] else ''}, task {rep['task']}; "
+             f"median ms over {rep['rounds']} rounds x {rep['repeats']} runs (p90 in --json); "
+             "every configuration in its own process", ""]
     head = (f"{'config':<16}{'input':>6}{'total':>9}{'RTF':>8}{'RTF+media':>10}{'feat':>7}{'a-enc':>8}"
             f"{'v-enc':>8}{'proj':>7}{'prefill':>8}{'ms/tok':>7}{'tok':>4}{'RSS MB':>8}{'MB':>7}"
             f"{'agree':>7}{'WER%':>6}")

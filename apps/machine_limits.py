@@ -78,7 +78,3 @@ def measure(threads: int) -> MachineLimits:
     return MachineLimits(bandwidth_gbps=round(memory_bandwidth(), 2),
                          peak_gflops_fp32=round(peak_matmul(int8=False, threads=threads), 1),
                          peak_gops_int8=round(peak_matmul(int8=True, threads=threads), 1), threads=threads)
-
-
-if __name__ == "__main__":
-    print(measure(2).to_dict())

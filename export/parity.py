@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from smop_edge.models.reference import ReferenceRecognizer, TorchStepper
+from smop_edge.models.reference import ReferenceRecognizer
 from smop_edge.runtime import features
 from smop_edge.runtime.compression import compress
 from smop_edge.runtime.decoding import DecodingOptions, decode
@@ -65,11 +65,11 @@ def measure(ref: ReferenceRecognizer, rec: Recognizer, audio: np.ndarray | None,
     # decoding end to end
     audio_tokens, video_tokens, _ = m.project(enc.get("audio"), enc.get("video"))
     prefix = ref.assemble_prefix(task, audio_tokens, video_tokens)
-    out["decoder"] = {"max_abs_error": _err(rec.stepper(prefix.numpy()).prefill(), TorchStepper(m.llm, prefix).prefill()),
+    out["decoder"] = {"max_abs_error": _err(rec.stepper(prefix.numpy()).prefill(), ref.stepper(prefix).prefill()),
                       "prefill_length": int(prefix.shape[1])}
     eos = {ref.ids.eos}
     opts = DecodingOptions(max_new_tokens=max_new_tokens)
-    ref_steps = MarginRecorder(TorchStepper(m.llm, prefix))
+    ref_steps = MarginRecorder(ref.stepper(prefix))
     want = decode(ref_steps, eos, opts)
     got = rec.transcribe(audio, frames, task, opts)
     n = max(len(want), len(got.tokens), 1)

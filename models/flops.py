@@ -7,9 +7,9 @@ at most).
 
 from __future__ import annotations
 
-from .config import AudioEncoderConfig, VideoEncoderConfig
+from smop_edge.runtime.lips import CROP_SIZE
 
-MOUTH_CROP = 88
+from .config import AudioEncoderConfig, VideoEncoderConfig
 
 
 def _transformer(tokens: int, d: int, ffn: int, layers: int) -> float:
@@ -30,7 +30,7 @@ def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
 
 def video_front_end(cfg: VideoEncoderConfig) -> float:
     """One frame through the 3-D stem (5x7x7 over one channel) and the ResNet trunk of BasicBlocks."""
-    side = _conv_out(MOUTH_CROP, 7, 2, 3)
+    side = _conv_out(CROP_SIZE, 7, 2, 3)
     flops = 2 * side * side * cfg.stem_channels * 5 * 7 * 7
     side = _conv_out(side, 3, 2, 1)  # max pool
     inplanes = cfg.stem_channels
