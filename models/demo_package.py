@@ -1,8 +1,9 @@
 """Assemble the shipped demo model (models/demo/): checkpoint, tokenizer, int8-expert bundle, training
 curves, and a few held-out sample clips with their transcripts.
 
-Samples are the first held-out clips of each TTS engine that the shipped bundle transcribes right in
-the AVSR evaluation (their transcripts are tested); the README reports the WER over all of them.
+Samples are, for each TTS engine, the longest held-out clip (in words; the first of equals) that the
+shipped bundle transcribes right in the AVSR evaluation (their transcripts are tested); the README
+reports the WER over all of them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ FILES = ("checkpoint.pth", "tokenizer.json", "curves.png")
 
 def pick_samples(manifest: str | Path, eval_json: str | Path, per_engine: int = 1) -> list[dict]:
     """Manifest rows of clean, correctly transcribed utterances in `eval_json` (an `eval --json`
-    report), the first `per_engine` of each TTS engine in manifest order."""
+    report): the `per_engine` longest of each TTS engine (in words; manifest order among equals), so
+    that the demo shows a string, not a lone letter."""
     report = json.loads(Path(eval_json).read_text())
     clean = next((c for c in report["conditions"] if c["snr"] is None), None)
     if clean is None:
@@ -26,10 +28,10 @@ def pick_samples(manifest: str | Path, eval_json: str | Path, per_engine: int = 
     right = {r["id"] for r in clean["rows"] if r["errors"] == 0}
     picked: dict[str, list[dict]] = {}
     for row in read_manifest(manifest):
-        engine = row["voice"].split(":")[0]
-        if row["id"] in right and len(picked.setdefault(engine, [])) < per_engine:
-            picked[engine].append(row)
-    return [row for rows in picked.values() for row in rows]
+        if row["id"] in right:
+            picked.setdefault(row["voice"].split(":")[0], []).append(row)
+    return [row for rows in picked.values()
+            for row in sorted(rows, key=lambda r: -len(r["text"].split()))[:per_engine]]
 
 
 def package(run: str | Path, bundle: str | Path, manifest: str | Path, eval_json: str | Path,

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 S=.venv/bin/smop-edge
 W=${WORK:-build/recipe}
-STEPS=${STEPS:-7000}
-ASR_FIRST=${ASR_FIRST:-6000}
+STEPS=${STEPS:-9000}
+ASR_FIRST=${ASR_FIRST:-7000}
 
 # 1. corpus: 2400 training and 300 held-out utterances (voices and faces disjoint), clean
 $S synth --out "$W/corpus" --n 2400 --seed 0 --split train --workers 2

@@ -1,4 +1,4 @@
-"""Packaging the demo model: samples are correctly transcribed clean held-out clips, one per engine."""
+"""Packaging the demo model: samples are correctly transcribed clean held-out clips, the longest of each engine."""
 
 import json
 
@@ -10,8 +10,9 @@ from smop_edge.models.demo_package import package, pick_samples
 @pytest.fixture()
 def run(tmp_path):
     voices = ["espeak:en-us+f3", "flite:rms", "espeak:en-us+m3", "festival:ked_diphone", "flite:rms"]
-    rows = [{"id": f"u{i}", "path": f"test/u{i}.mp4", "text": "one b", "voice": v, "face": "f", "split": "test",
-             "seconds": 1.0} for i, v in enumerate(voices)]
+    texts = ["one b", "one b", "one b", "one b", "one b c"]
+    rows = [{"id": f"u{i}", "path": f"test/u{i}.mp4", "text": t, "voice": v, "face": "f", "split": "test",
+             "seconds": 1.0} for i, (v, t) in enumerate(zip(voices, texts))]
     (tmp_path / "test").mkdir()
     for r in rows:
         (tmp_path / r["path"]).write_bytes(b"clip " + r["id"].encode())
@@ -31,9 +32,10 @@ def run(tmp_path):
     return tmp_path, manifest, report, train
 
 
-def test_first_right_clean_clip_of_each_engine(run):
+def test_longest_right_clean_clip_of_each_engine(run):
     _, manifest, report, _ = run
-    assert [r["id"] for r in pick_samples(manifest, report)] == ["u1", "u2", "u3"]
+    # flite: u4 has more words than u1; espeak: u0 is wrong, so u2; engines in order of their first right clip
+    assert [r["id"] for r in pick_samples(manifest, report)] == ["u4", "u2", "u3"]
 
 
 def test_package_copies_files_and_writes_the_sample_manifest(run):
