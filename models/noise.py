@@ -1,5 +1,5 @@
 """Noise for training augmentation and for `eval`: white, pink, babble (6-10 synthetic talkers reading
-sentences at once) or a file, mixed at a signal-to-noise ratio; and room reverberation. Torch-free."""
+sentences at once) or a file, mixed at a signal-to-noise ratio. Torch-free."""
 
 from __future__ import annotations
 
@@ -104,17 +104,3 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
     p_noise = float(np.mean(noise.astype(np.float64) ** 2)) or 1.0
     scale = np.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10)))
     return (speech + noise[: len(speech)] * scale).astype(np.float32)
-
-
-def reverberate(speech: np.ndarray, rt60: float, rng: np.random.Generator) -> np.ndarray:
-    """`speech` in a room: convolved with a synthetic impulse response (the direct path, then
-    exponentially decaying noise that falls by 60 dB in `rt60` seconds, cut at 60 dB), same length,
-    same power. TTS voices are dry; real recordings are not."""
-    n = max(1, int(min(rt60, 1.0) * SAMPLE_RATE))
-    t = np.arange(n) / SAMPLE_RATE
-    response = rng.standard_normal(n) * np.exp(-6.9 * t / rt60) * 0.3
-    response[0] = 1.0
-    size = 1 << (len(speech) + n - 1).bit_length()  # linear convolution, at a fast FFT length
-    wet = np.fft.irfft(np.fft.rfft(speech, size) * np.fft.rfft(response, size), size)[: len(speech)]
-    gain = np.sqrt(np.mean(speech.astype(np.float64) ** 2) / (np.mean(wet ** 2) + 1e-12))
-    return (wet * gain).astype(np.float32)

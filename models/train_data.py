@@ -70,33 +70,24 @@ def load_examples(manifest: str, tokenizer: TextTokenizer, cache: str | None = N
 
 @dataclass
 class Augment:
-    """Per-draw augmentation: room reverberation with probability `p_reverb`, noise with probability
-    `p_noise` at an SNR in `snr` dB (babble, white, pink), vocal tract length perturbation (VTLP) with
-    probability `p_warp`, SpecAugment masks, a random 88x88 window of the 96x96 ROI, flips, contrast and
-    brightness. Reverberation and VTLP stand in for the speakers and rooms that a few dozen dry TTS
-    voices lack (held-out voices and real people were the demo model's worst errors)."""
+    """Per-draw augmentation: noise with probability `p_noise` at an SNR in `snr` dB (babble, white,
+    pink), SpecAugment masks, a random 88x88 window of the 96x96 ROI, flips, contrast and brightness."""
 
     p_noise: float = 0.7
     snr: tuple[float, float] = (-7.5, 20.0)
     kinds: tuple[str, ...] = ("babble", "babble", "white", "pink")
-    p_reverb: float = 0.25
-    rt60: tuple[float, float] = (0.15, 0.7)
-    p_warp: float = 0.8
-    warp: tuple[float, float] = (0.85, 1.15)
     jitter: bool = True
 
     def audio(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() < self.p_reverb:
-            x = noise.reverberate(x, rng.uniform(*self.rt60), rng)
         if rng.random() < self.p_noise:
             kind = self.kinds[int(rng.integers(len(self.kinds)))]
             x = noise.mix_at_snr(x, noise.noise_like(kind, len(x), rng, split="train"), rng.uniform(*self.snr))
         return x  # no level change: the waveform is normalised per utterance anyway
 
     def spectrogram(self, mel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """VTLP (with probability `p_warp`), then SpecAugment: two frequency bands (up to 10 mel bins)
-        and two stretches of time (up to 5 % of the frames each) set to the utterance's mean."""
-        mel = warp_vocal_tract(mel, rng.uniform(*self.warp)) if rng.random() < self.p_warp else mel.copy()
+        """SpecAugment: two frequency bands (up to 10 mel bins) and two stretches of time (up to 5 %
+        of the frames each) set to the utterance's mean."""
+        mel = mel.copy()
         fill = mel.mean()
         for _ in range(2):
             width = int(rng.integers(0, 11))
@@ -116,21 +107,6 @@ class Augment:
         if self.jitter:  # contrast and brightness
             crop = (crop - crop.mean()) * rng.uniform(0.7, 1.3) + crop.mean() + rng.uniform(-0.1, 0.1)
         return ((crop - lips.PIXEL_MEAN) / lips.PIXEL_STD).astype(np.float32)
-
-
-def warp_vocal_tract(mel: np.ndarray, alpha: float, boundary_hz: float = 4800.0) -> np.ndarray:
-    """A log-mel spectrogram [n_mels, frames] as if said by a vocal tract 1/`alpha` as long (VTLP):
-    frequency f moves to alpha * f up to a boundary, and linearly from there so that Nyquist stays
-    put; each band takes the (interpolated) value of the band its centre came from."""
-    centres = features.mel_centre_frequencies(mel.shape[0])
-    nyquist = features.SAMPLE_RATE / 2
-    knee = boundary_hz * min(alpha, 1.0) / alpha  # source frequency where the warp bends
-    source = np.where(centres <= alpha * knee, centres / alpha,
-                      nyquist - (nyquist - centres) * (nyquist - knee) / (nyquist - alpha * knee))
-    position = np.interp(source, centres, np.arange(len(centres)))
-    low = np.minimum(position.astype(int), len(centres) - 2)
-    w = (position - low)[:, None].astype(mel.dtype)
-    return mel[low] * (1 - w) + mel[low + 1] * w
 
 
 @dataclass
