@@ -240,8 +240,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from smop_edge.runtime.transcribe import progress_bar
 
     set_threads(args.threads)
-    opts = TrainOptions(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                        asr_first=args.asr_first)
+    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "asr_first")}
+    opts = TrainOptions(model=args.model, **{k: v for k, v in given.items() if v is not None})
     show = progress_bar(not args.quiet, piped_lines=True)
     if args.word_bank:
         from smop_edge.models import word_bank
@@ -438,11 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="training manifest.jsonl")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pth, tokenizer.json, train_log.jsonl")
     p.add_argument("--model", choices=["demo-dedr", "demo-mlp"], default="demo-dedr")
-    p.add_argument("--steps", type=int, default=9000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--asr-first", type=int, default=7000, help="ASR-only steps before tasks are mixed")
-    p.add_argument("--seed", type=int, default=0)
+    # unset options take TrainOptions' defaults (the recipe's: 9000 steps, 7000 of them ASR-only)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--asr-first", type=int, help="ASR-only steps before tasks are mixed")
+    p.add_argument("--seed", type=int)
     p.add_argument("--dev", metavar="MANIFEST", help="held-out manifest: greedy WER every 500 steps")
     p.add_argument("--crop-cache", help="mouth-crop cache folder (default: crops/ next to the manifest)")
     p.add_argument("--word-bank", metavar="DIR", help="words of the training voices (built here if missing): "
