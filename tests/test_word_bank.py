@@ -29,6 +29,19 @@ def test_bank_has_every_word_of_each_voice_and_rebuild_keeps_files(tiny_word_ban
     assert {p: p.stat().st_mtime_ns for p in tiny_word_bank.iterdir()} == files
 
 
+def test_a_file_made_with_other_rate_and_pitch_is_rebuilt(tiny_word_bank, tmp_path):
+    path = tmp_path / "flite_kal-0.npz"
+    path.write_bytes((tiny_word_bank / "flite_kal-0.npz").read_bytes())
+    voices = [v for v in word_bank.speech_synth.TRAIN_VOICES if v.id == "flite:kal"]
+    with np.load(path) as data:
+        made_with = data["params"].copy()
+    word_bank.build(tmp_path, seed=1, voices=voices, variants=1)  # seed 1 draws another rate and pitch
+    with np.load(path) as data:
+        assert not np.allclose(data["params"], made_with)
+        rate, _ = data["params"]
+    assert word_bank.RATES[0] <= rate <= word_bank.RATES[1]
+
+
 def test_test_voices_are_refused(tmp_path):
     with pytest.raises(ValueError, match="training voices"):
         word_bank.build(tmp_path, voices=word_bank.speech_synth.TEST_VOICES[:1], variants=1)
