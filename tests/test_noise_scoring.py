@@ -42,6 +42,20 @@ def test_babble_is_many_talkers_and_a_file_loops(tmp_path):
         noise.noise_like("thunder", 100, np.random.default_rng(0))
 
 
+def test_babble_does_not_depend_on_what_the_process_synthesised_before():
+    """espeak-ng's output depends on libc's rand() state and on its own earlier calls: the same babble
+    must come out whatever the calling process did first (eval was off by a few words between runs)."""
+    import ctypes
+
+    from smop_edge.models import speech_synth
+
+    first = noise.babble.__wrapped__("test", seconds=3.0)
+    ctypes.CDLL(None).rand()
+    for voice in speech_synth.TEST_VOICES[:4]:
+        speech_synth.synthesize("the garden needs water", voice)
+    assert np.array_equal(first, noise.babble.__wrapped__("test", seconds=3.0))
+
+
 def test_wer_is_corpus_level_and_case_insensitive():
     assert edit_distance("a b c".split(), "a x c d".split()) == 2
     wer, errors, words = corpus_wer([("seven B four", "seven b"), ("one", "one"), ("z", "")])
