@@ -521,6 +521,14 @@ def _ratios(results: dict[str, Any], longest: Input, limits: machine_limits.Mach
 
 
 # ---- rendering ----------------------------------------------------------------------------------------
+def _quality_cells(r: dict[str, Any], missing: str, unit: str = "") -> tuple[str, str]:
+    """One configuration's agreement (equal transcripts / inputs) and sample-WER cells."""
+    agree = r.get("agreement")
+    agree_s = f"{agree['transcripts_equal']}/{agree['inputs']}" if agree else missing
+    wer_s = f"{100 * r['samples']['wer']:.1f}{unit}" if "samples" in r else missing
+    return agree_s, wer_s
+
+
 def render_text(rep: dict[str, Any]) -> str:
     """The tables a person reads: per configuration and input length, then the ratios and targets."""
     m = rep["machine"]
@@ -534,9 +542,7 @@ def render_text(rep: dict[str, Any]) -> str:
             f"{'agree':>7}{'WER%':>6}")
     lines.append(head)
     for name, r in rep["configs"].items():
-        agree = r.get("agreement")
-        agree_s = f"{agree['transcripts_equal']}/{agree['inputs']}" if agree else "-"
-        wer_s = f"{100 * r['samples']['wer']:.1f}" if "samples" in r else "-"
+        agree_s, wer_s = _quality_cells(r, "-")
         for label, x in r["inputs"].items():
             st = x["stages"]
 
@@ -582,9 +588,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
     for name, r in rep["configs"].items():
         x = r["inputs"][at]
         st = {k: f"{v['median']:.0f}" for k, v in x["stages"].items()}
-        agree = r.get("agreement")
-        agree_s = f"{agree['transcripts_equal']}/{agree['inputs']}" if agree else "–"
-        wer_s = f"{100 * r['samples']['wer']:.1f} %" if "samples" in r else "–"
+        agree_s, wer_s = _quality_cells(r, "–", " %")
         lines.append(f"| {name} | {r['config']['factor']} | {x['total']['median']:.0f} | {x['rtf_with_media']:.3f} | "
                      f"{st.get('audio_encoder', '–')} | {st.get('video_encoder', '–')} | {st.get('projector', '–')} | "
                      f"{st['prefill']} | {x['decode_token'].get('median', 0):.2f} | {r['peak_rss_mb']:.0f} | "

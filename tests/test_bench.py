@@ -2,6 +2,7 @@
 plan, and a whole (small) run on a tiny bundle: exports, per-process memory, ratios, caching."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +150,9 @@ def test_bench_reuses_exported_variants_and_prints_a_table(capsys, tiny_bench):
     assert "exporting" not in out.err  # kept from the first run
     rows = [line for line in out.out.splitlines() if line.startswith("| ")]
     assert [r.split(" | ")[0] for r in rows[1:]] == ["| default", "| mlp-fixed"]  # the README's table
+    default, mlp = (r.rstrip(" |").split(" | ") for r in rows[1:])
+    assert default[-2] == mlp[-2] == "–"  # agreement needs the torch reference, not run here
+    assert re.fullmatch(r"\d+\.\d %", default[-1]) and mlp[-1] == "–"  # fixed decode steps: no sample WER
 
 
 def test_zoo_random_weights_share_graphs_and_decode_fixed_steps(capsys, tmp_path, tiny_corpus):
