@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 S=.venv/bin/smop-edge
 W=${WORK:-build/recipe}
-STEPS=${STEPS:-9000}
-ASR_FIRST=${ASR_FIRST:-7000}
+# step counts: the train command's defaults unless STEPS / ASR_FIRST are set
+steps=(${STEPS:+--steps "$STEPS"} ${ASR_FIRST:+--asr-first "$ASR_FIRST"})
 
 # 1. corpus: 2400 training and 300 held-out utterances (voices and faces disjoint), clean
 $S synth --out "$W/corpus" --n 2400 --seed 0 --split train --workers 2
@@ -19,7 +19,7 @@ $S synth --out "$W/corpus-test" --n 300 --seed 1 --split test --workers 2
 #    word bank (every word by every training voice, 6 speaker variants) is built once (~5 min)
 for model in smop:demo-dedr mlp:demo-mlp; do
     $S train "$W/corpus/manifest.jsonl" --out "$W/${model%%:*}" --model "${model##*:}" \
-        --dev "$W/corpus-test/manifest.jsonl" --word-bank "$W/words" --steps "$STEPS" --asr-first "$ASR_FIRST"
+        --dev "$W/corpus-test/manifest.jsonl" --word-bank "$W/words" "${steps[@]}"
 done
 
 # 3. bundles: int8 experts (what ships), fp32 experts, and the baseline (int8 projector)
