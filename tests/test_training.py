@@ -59,6 +59,30 @@ def test_rerun_resumes_from_the_saved_state(trained, tiny_corpus):
     assert steps[-1] == 35 and 33 not in steps
 
 
+def test_an_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tiny_word_bank, tmp_path):
+    """The saved state (weights, optimiser, generators, batch queue) is all a rerun needs: stopped between
+    two saves and rerun, training ends with the weights of a run that never stopped."""
+    import torch
+
+    opts = TrainOptions(model="tiny-dedr", steps=8, batch_size=2, lr=3e-3, warmup=2, save_every=3, log_every=1,
+                        eval_every=100, asr_first=4, curriculum=4, noise_delay=0, noise_ramp=2)
+    manifest = str(tiny_corpus / "train" / "manifest.jsonl")
+
+    def stop_at_step_5(line: str) -> None:
+        if line.startswith("step 5/"):
+            raise KeyboardInterrupt  # after step 5, before its state (saved at 3 and 6) is written
+
+    with pytest.raises(KeyboardInterrupt):
+        train(manifest, tmp_path / "resumed", opts, workers=1, word_bank=str(tiny_word_bank), log=stop_at_step_5)
+    lines = []
+    train(manifest, tmp_path / "resumed", opts, workers=1, word_bank=str(tiny_word_bank), log=lines.append)
+    assert "resumed at step 3" in lines
+    train(manifest, tmp_path / "straight", opts, workers=1, word_bank=str(tiny_word_bank), log=lambda _: None)
+    resumed, straight = (torch.load(tmp_path / run / "checkpoint.pth") for run in ("resumed", "straight"))
+    assert resumed.keys() == straight.keys()
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
 def test_augmentation_without_jitter_is_the_runtime_input():
     import numpy as np
 
