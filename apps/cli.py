@@ -273,6 +273,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         missed = sum(r.no_face for r in cond.rows)
         print(f"{task} {label}: WER {100 * cond.wer:.2f} % ({cond.errors} errors / {cond.words} words, "
               f"{len(cond.rows)} utterances" + (f", {missed} without a face found" if missed else "") + ")")
+        if len(cond.voices) > 1:
+            for voice, v in cond.voices.items():
+                print(f"  {voice}: WER {100 * v['wer']:.1f} % ({v['errors']} / {v['words']})")
     return 0
 
 

@@ -29,6 +29,7 @@ class Row:
     errors: int
     words: int
     no_face: bool = False  # a video task found no face: scored as an empty transcript
+    voice: str = ""  # the manifest's voice, when it names one
 
 
 @dataclass
@@ -40,6 +41,16 @@ class Condition:
     errors: int
     words: int
     rows: list[Row] = field(default_factory=list)
+    voices: dict[str, dict] = field(default_factory=dict)  # voice -> {wer, errors, words}, when rows name one
+
+    def tally(self) -> None:
+        """Corpus-level WER (summed word errors over summed reference words), overall and per voice."""
+        self.errors, self.words = sum(r.errors for r in self.rows), sum(r.words for r in self.rows)
+        self.wer = self.errors / self.words if self.words else 0.0
+        for voice in sorted({r.voice for r in self.rows if r.voice}):
+            errors = sum(r.errors for r in self.rows if r.voice == voice)
+            words = sum(r.words for r in self.rows if r.voice == voice)
+            self.voices[voice] = {"wer": errors / words if words else 0.0, "errors": errors, "words": words}
 
 
 @dataclass
@@ -97,22 +108,22 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
     conditions = [Condition(snr, 0.0, 0, 0) for snr in snrs]
     for i, row in enumerate(rows):
         audio, frames = _inputs(row, task, cache)
-        uid = row.get("id", row["path"])
+        uid, voice = row.get("id", row["path"]), row.get("voice", "")
         ref = words(row["text"])
         no_face = "video" in TASK_MODALITIES[task] and frames is None
         for cond in conditions:
             if no_face:
-                cond.rows.append(Row(uid, cond.snr, row["text"], "", len(ref), len(ref), no_face=True))
+                cond.rows.append(Row(uid, cond.snr, row["text"], "", len(ref), len(ref), True, voice))
                 continue
             mixed = audio
             if audio is not None and cond.snr is not None:
                 rng = np.random.default_rng([seed, zlib.crc32(uid.encode()), int(cond.snr * 10) + 1000])
                 mixed = noise.mix_at_snr(audio, noise.noise_like(noise_kind, len(audio), rng), cond.snr)
             hyp = rec.transcribe(mixed, frames, task).text
-            cond.rows.append(Row(uid, cond.snr, row["text"], hyp, edit_distance(ref, words(hyp)), len(ref)))
+            cond.rows.append(Row(uid, cond.snr, row["text"], hyp, edit_distance(ref, words(hyp)), len(ref),
+                                 voice=voice))
         if progress:
             progress("eval", i + 1, len(rows))
-    for cond in conditions:  # corpus level: summed word errors over summed reference words
-        cond.errors, cond.words = sum(r.errors for r in cond.rows), sum(r.words for r in cond.rows)
-        cond.wer = cond.errors / cond.words if cond.words else 0.0
+    for cond in conditions:
+        cond.tally()
     return Report(manifest, bundle, task, noise_kind, conditions)

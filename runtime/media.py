@@ -26,7 +26,7 @@ class MediaInfo:
     source_fps: float | None = None
 
 
-def _open(path: Path):
+def _open(path: Path, fmt: str | None = None, options: dict[str, str] | None = None):
     import av
 
     if not path.exists():
@@ -36,7 +36,7 @@ def _open(path: Path):
     if path.stat().st_size == 0:
         raise InputError(f"empty file: {path}")
     try:
-        return av.open(str(path))
+        return av.open(str(path), format=fmt, options=options or {})
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"cannot read {path}: not a media file ffmpeg understands ({exc.__class__.__name__})") from None
 
@@ -64,16 +64,19 @@ def probe(path: str | Path) -> MediaInfo:
     return info
 
 
-def read_audio(path: str | Path, start: float | None = None) -> np.ndarray:
+def read_audio(path: str | Path, start: float | None = None, fmt: str | None = None,
+               options: dict[str, str] | None = None) -> np.ndarray:
     """The first audio track as float32 mono at 16 kHz, placed on the time axis that starts at
-    `start` (default: the file's earliest stream), so that sample i is at start + i / 16000."""
+    `start` (default: the file's earliest stream), so that sample i is at start + i / 16000.
+    `fmt` and `options` name ffmpeg's demuxer for headerless files (e.g. "g722"; "mulaw" with
+    {"sample_rate": "8000"}); such files start at 0."""
     import av
 
     path = Path(path)
-    origin = probe(path).start if start is None else start
+    origin = start if start is not None else 0.0 if fmt else probe(path).start
     chunks: list[np.ndarray] = []
     first: float | None = None
-    with _open(path) as container:
+    with _open(path, fmt, options) as container:
         if not container.streams.audio:
             raise InputError(f"{path} has no audio track")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)

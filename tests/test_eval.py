@@ -26,6 +26,11 @@ def test_eval_json_reports_wer_per_condition_and_rows(dedr_bundle, tiny_corpus, 
         assert cond["errors"] == sum(r["errors"] for r in cond["rows"])
         assert cond["words"] == sum(len(r["reference"].split()) for r in cond["rows"])
         assert cond["wer"] == pytest.approx(cond["errors"] / cond["words"])
+        voices = {json.loads(line)["voice"] for line in open(manifest)}
+        assert set(cond["voices"]) == voices  # the same tally per voice
+        for voice, v in cond["voices"].items():
+            mine = [r for r in cond["rows"] if r["voice"] == voice]
+            assert (v["errors"], v["words"]) == (sum(r["errors"] for r in mine), sum(r["words"] for r in mine))
     total = sum(c["words"] for c in report["conditions"])
     assert report["wer"] == pytest.approx(sum(c["errors"] for c in report["conditions"]) / total)
     crops = sorted(cache.glob("*.npz"))
@@ -43,6 +48,14 @@ def test_eval_text_output_and_bad_requests(dedr_bundle, tiny_corpus, capsys, tmp
     code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--task", "asr", "--snr", "5",
                       "--noise", "white")
     assert code == 0 and "asr 5 dB white: WER" in out.out
+    rows = [json.loads(line) for line in open(manifest)]
+    two = tmp_path / "two.jsonl"  # rows of two voices: a line per voice under the total
+    two.write_text("".join(json.dumps({**r, "path": str(tiny_corpus / "test" / r["path"]), "voice": v}) + "\n"
+                           for r, v in zip(rows, ["first", "second"])))
+    code, out = _eval(capsys, str(two), "--bundle", str(dedr_bundle), "--task", "asr")
+    lines = out.out.splitlines()
+    assert code == 0 and lines[0].startswith("asr clean: WER")
+    assert [line.split(":")[0] for line in lines[1:]] == ["  first", "  second"]
     code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--task", "vsr", "--snr", "5")
     assert code == 2 and "vsr" in out.err
     code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--snr", "loud")
