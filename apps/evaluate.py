@@ -44,13 +44,17 @@ class Condition:
     voices: dict[str, dict] = field(default_factory=dict)  # voice -> {wer, errors, words}, when rows name one
 
     def tally(self) -> None:
-        """Corpus-level WER (summed word errors over summed reference words), overall and per voice."""
-        self.errors, self.words = sum(r.errors for r in self.rows), sum(r.words for r in self.rows)
-        self.wer = self.errors / self.words if self.words else 0.0
+        """Corpus-level WER, overall and per voice."""
+        self.wer, self.errors, self.words = _score(self.rows)
         for voice in sorted({r.voice for r in self.rows if r.voice}):
-            errors = sum(r.errors for r in self.rows if r.voice == voice)
-            words = sum(r.words for r in self.rows if r.voice == voice)
-            self.voices[voice] = {"wer": errors / words if words else 0.0, "errors": errors, "words": words}
+            wer, errors, words = _score([r for r in self.rows if r.voice == voice])
+            self.voices[voice] = {"wer": wer, "errors": errors, "words": words}
+
+
+def _score(rows: list[Row]) -> tuple[float, int, int]:
+    """(WER, errors, words) of `rows` at corpus level: summed word errors over summed reference words."""
+    errors, words = sum(r.errors for r in rows), sum(r.words for r in rows)
+    return (errors / words if words else 0.0), errors, words
 
 
 @dataclass
@@ -64,8 +68,7 @@ class Report:
     @property
     def wer(self) -> float:
         """Pooled over every condition (the single condition's WER when there is one)."""
-        total = sum(c.words for c in self.conditions)
-        return sum(c.errors for c in self.conditions) / total if total else 0.0
+        return _score([r for c in self.conditions for r in c.rows])[0]
 
     def to_dict(self) -> dict:
         return {"wer": round(self.wer, 6), **asdict(self)}
@@ -113,7 +116,8 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
         no_face = "video" in TASK_MODALITIES[task] and frames is None
         for cond in conditions:
             if no_face:
-                cond.rows.append(Row(uid, cond.snr, row["text"], "", len(ref), len(ref), True, voice))
+                cond.rows.append(Row(uid, cond.snr, row["text"], "", len(ref), len(ref), no_face=True,
+                                     voice=voice))
                 continue
             mixed = audio
             if audio is not None and cond.snr is not None:

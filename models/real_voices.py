@@ -21,6 +21,7 @@ import numpy as np
 
 from smop_edge.runtime.errors import UsageError
 from smop_edge.runtime.features import SAMPLE_RATE
+from smop_edge.runtime.media import read_audio, write_audio
 
 from .corpus import DIGITS, LETTERS
 
@@ -46,10 +47,9 @@ def _digit_files(folder: Path, ext: str) -> dict[str, Path]:
 
 def _allison_strings(clips: dict[str, np.ndarray], out: Path, rng: np.random.Generator) -> list[dict]:
     """Strings of 2-6 of Allison's words with 0.1-0.5 s pauses and 0.2 s of silence around them."""
-    rows = []
+    rows, edge = [], np.zeros(SAMPLE_RATE // 5, np.float32)
     for i in range(N_STRINGS):
         words = list(rng.choice(list(clips), size=int(rng.integers(2, 7))))
-        edge = np.zeros(SAMPLE_RATE // 5, np.float32)
         pieces = [edge]
         for k, word in enumerate(words):
             pieces.append(clips[word])
@@ -62,16 +62,12 @@ def _allison_strings(clips: dict[str, np.ndarray], out: Path, rng: np.random.Gen
 
 
 def _write(path: Path, audio: np.ndarray) -> str:
-    from smop_edge.runtime.media import write_audio
-
     return write_audio(path, audio).name
 
 
 def write_manifest(out: str | Path, seed: int = 0) -> Path:
     """Write `out`/manifest.jsonl (audio-only rows: path, text, voice; headerless sources converted to
     wav files beside it) and return its path."""
-    from smop_edge.runtime.media import read_audio
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
