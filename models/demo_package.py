@@ -1,5 +1,6 @@
 """Assemble the shipped demo model (models/demo/): checkpoint, tokenizer, int8-expert bundle, training
-curves, and a few held-out sample clips with their transcripts.
+curves (drawn, and the log, so that later runs can be compared step by step) and a few held-out
+sample clips with their transcripts.
 
 Samples are, for each TTS engine, the longest held-out clip (in words; the first of equals) that the
 shipped bundle transcribes right in the AVSR evaluation (their transcripts are tested); the README
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from .corpus import read_manifest
 
-FILES = ("checkpoint.pth", "tokenizer.json", "curves.png")
+FILES = ("checkpoint.pth", "tokenizer.json", "curves.png", "train_log.jsonl")  # the curves as numbers too
 
 
 def pick_samples(manifest: str | Path, eval_json: str | Path, per_engine: int = 1) -> list[dict]:
@@ -61,7 +62,7 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description="Assemble models/demo/ from a training run and its bundle.")
-    parser.add_argument("run", help="training run folder (checkpoint.pth, tokenizer.json, curves.png)")
+    parser.add_argument("run", help="training run folder (checkpoint.pth, tokenizer.json, curves.png, train_log.jsonl)")
     parser.add_argument("bundle", help="exported int8-expert bundle")
     parser.add_argument("manifest", help="held-out manifest the evaluation ran on")
     parser.add_argument("eval_json", help="its `smop-edge eval --task avsr --json` report (with a clean condition)")

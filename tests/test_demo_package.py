@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from smop_edge.models.demo_package import package, pick_samples
+from smop_edge.models.demo_package import FILES, package, pick_samples
 
 
 @pytest.fixture()
@@ -25,7 +25,7 @@ def run(tmp_path):
     report.write_text(json.dumps({"wer": 0.1, "conditions": [noisy, clean]}))
     train = tmp_path / "run"
     train.mkdir()
-    for name in ("checkpoint.pth", "tokenizer.json", "curves.png"):
+    for name in FILES:
         (train / name).write_bytes(name.encode())
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "manifest.json").write_text("{}")
@@ -41,7 +41,8 @@ def test_longest_right_clean_clip_of_each_engine(run):
 def test_package_copies_files_and_writes_the_sample_manifest(run):
     root, manifest, report, train = run
     out = package(train, root / "bundle", manifest, report, root / "demo")
-    assert (out / "bundle" / "manifest.json").exists() and (out / "checkpoint.pth").read_bytes() == b"checkpoint.pth"
+    assert (out / "bundle" / "manifest.json").exists()
+    assert all((out / name).read_bytes() == name.encode() for name in FILES)
     rows = [json.loads(line) for line in (out / "samples" / "manifest.jsonl").read_text().splitlines()]
     assert [r["path"] for r in rows] == ["sample-1.mp4", "sample-2.mp4", "sample-3.mp4"]
     assert (out / "samples" / "sample-2.mp4").read_bytes() == b"clip u2"
