@@ -73,8 +73,8 @@ class Augment:
     """Per-draw augmentation: noise with probability `p_noise` at an SNR in `snr` dB (babble, white,
     pink), SpecAugment masks, a random 88x88 window of the 96x96 ROI, flips, contrast and brightness."""
 
-    p_noise: float = 0.5
-    snr: tuple[float, float] = (-5.0, 20.0)
+    p_noise: float = 0.7
+    snr: tuple[float, float] = (-7.5, 20.0)
     kinds: tuple[str, ...] = ("babble", "babble", "white", "pink")
     jitter: bool = True
 
