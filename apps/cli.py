@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="training manifest.jsonl")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pth, tokenizer.json, train_log.jsonl")
     p.add_argument("--model", choices=["demo-dedr", "demo-mlp"], default="demo-dedr")
-    # unset options take TrainOptions' defaults (the recipe's: 9000 steps, 7000 of them ASR-only)
+    # unset options take TrainOptions' defaults (the recipe's: 14000 steps, 11000 of them ASR-only)
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
