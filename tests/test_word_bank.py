@@ -38,8 +38,9 @@ def test_a_file_made_with_other_rate_and_pitch_is_rebuilt(tiny_word_bank, tmp_pa
     word_bank.build(tmp_path, seed=1, voices=voices, variants=1)  # seed 1 draws another rate and pitch
     with np.load(path) as data:
         assert not np.allclose(data["params"], made_with)
-        rate, _ = data["params"]
+        rate, pitch = data["params"]
     assert word_bank.RATES[0] <= rate <= word_bank.RATES[1]
+    assert word_bank.PITCH[0] <= pitch <= word_bank.PITCH[1]
 
 
 def test_test_voices_are_refused(tmp_path):
