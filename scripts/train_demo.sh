@@ -16,7 +16,7 @@ $S synth --out "$W/corpus" --n 2400 --seed 0 --split train --workers 2
 $S synth --out "$W/corpus-test" --n 300 --seed 1 --split test --workers 2
 
 # 2. training: SMoP (DEDR, E=4, k=2) and the MLP-projector baseline; mouth crops are cached once, the
-#    word bank (every word by every training and audio-only voice, in speaker variants) is built once (~30 min)
+#    word bank (every word by every training voice, 6 speaker variants) is built once (~5 min)
 for model in smop:demo-dedr mlp:demo-mlp; do
     $S train "$W/corpus/manifest.jsonl" --out "$W/${model%%:*}" --model "${model##*:}" \
         --dev "$W/corpus-test/manifest.jsonl" --word-bank "$W/words" "${steps[@]}"

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from smop_edge.models import kokoro_tts, speech_synth
-from smop_edge.models.corpus import WORDS, spoken_form
+from smop_edge.models import speech_synth
 from smop_edge.models.speech_synth import Channel, Voice, synthesize
 from smop_edge.runtime.features import SAMPLE_RATE
 
@@ -35,42 +34,10 @@ def test_rate_changes_duration():
     assert len(slow) > 1.4 * len(fast)
 
 
-# one voice per audio-only engine (piper, pico, kokoro)
-ONE_PER_ENGINE = list({v.engine: v for v in reversed(speech_synth.AUDIO_ONLY_VOICES)}.values())
-
-
-@pytest.mark.parametrize("voice", ONE_PER_ENGINE, ids=lambda v: v.id)
-def test_audio_only_voices_speak_at_the_asked_rate_without_phone_times(voice):
-    fast, phones = synthesize("one two three four", voice, rate=1.4)
-    slow, _ = synthesize("one two three four", voice, rate=0.8)
-    assert len(slow) > 1.4 * len(fast) and np.abs(fast).max() > 0.05
-    assert phones == []  # no timings: audio-only voices never drive a face
-
-
-def test_piper_knows_every_phoneme_of_the_domain():
-    piper = speech_synth._Piper.get("joe")
-    for word in WORDS:
-        for zed in (False, True):
-            assert set(piper.phonemes(spoken_form(word, zed))) <= set(piper.ids), word
-
-
-def test_kokoro_reads_every_word_of_the_domain_from_its_lexicon_in_both_accents():
-    kokoro = kokoro_tts.Kokoro.get()
-    for british in (False, True):
-        for word in WORDS:
-            phonemes = kokoro.phonemes(spoken_form(word, british), british)
-            assert set(phonemes) <= set(kokoro.vocab) and phonemes.endswith("."), word
-    assert kokoro.phonemes("double you", False) == kokoro.lexicon["us"]["W"] + "."  # the letter's name
-    assert kokoro.phonemes("zed", True) != kokoro.phonemes("zee", True)
-    with pytest.raises(ValueError, match="no pronunciation"):
-        kokoro.phonemes("qwzx", False)
-
-
 def test_voice_splits_are_disjoint_and_cover_every_engine():
     train = {v.id for v in speech_synth.TRAIN_VOICES}
     test = {v.id for v in speech_synth.TEST_VOICES}
     assert not train & test
-    assert not {v.id for v in speech_synth.AUDIO_ONLY_VOICES} & (train | test)
     for voices in (speech_synth.TRAIN_VOICES, speech_synth.TEST_VOICES):
         assert {v.engine for v in voices} == {"flite", "festival", "espeak"}
 
