@@ -241,7 +241,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "asr_first")}
-    opts = TrainOptions(model=args.model, **{k: v for k, v in given.items() if v is not None})
+    opts = TrainOptions(model=args.model, snapshots=tuple(args.snapshot_at or ()),
+                        **{k: v for k, v in given.items() if v is not None})
     show = progress_bar(not args.quiet, piped_lines=True)
     if args.word_bank:
         from smop_edge.models import word_bank
@@ -447,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--asr-first", type=int, help="ASR-only steps before tasks are mixed")
     p.add_argument("--seed", type=int)
+    p.add_argument("--snapshot-at", type=int, nargs="+", metavar="STEP",
+                   help="also write checkpoint-STEP.pth at these steps (to export and judge a run mid-way)")
     p.add_argument("--dev", metavar="MANIFEST", help="held-out manifest: greedy WER every 500 steps")
     p.add_argument("--crop-cache", help="mouth-crop cache folder (default: crops/ next to the manifest)")
     p.add_argument("--word-bank", metavar="DIR", help="words of the training voices (built here if missing): "

@@ -68,6 +68,7 @@ class TrainOptions:
     eval_every: int = 500
     eval_size: int = 48
     seed: int = 0
+    snapshots: tuple[int, ...] = ()  # steps at which checkpoint-STEP.pth is also written (to judge a run mid-way)
 
 
 def domain_tokenizer(path: Path) -> TextTokenizer:
@@ -309,6 +310,9 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
                 model.train()
                 log_file.write(json.dumps(row) + "\n")
                 log(f"step {step}: dev WER {row['dev_wer']}")
+            if step in opts.snapshots and step < opts.steps:
+                save_checkpoint(model.eval(), out / snapshot_name(step))
+                model.train()
             if step % opts.save_every == 0 or step == opts.steps:
                 tmp = state_path.with_suffix(".tmp")
                 torch.save({"model": model.state_dict(), "aux": aux.state_dict() if aux else None,
@@ -319,6 +323,11 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     save_checkpoint(model.eval(), final)
     curves.plot(out / LOG, out / CURVES)
     return final
+
+
+def snapshot_name(step: int) -> str:
+    """File name of the official-layout checkpoint written at `step` (TrainOptions.snapshots)."""
+    return f"checkpoint-{step}.pth"
 
 
 def composed_example(bank: WordBank, tokenizer: TextTokenizer, rng: np.random.Generator,

@@ -1,6 +1,7 @@
 """The demo training recipe on a tiny model: the loss falls, runs resume, the checkpoint is official."""
 
 import json
+import shutil
 
 import pytest
 
@@ -11,11 +12,18 @@ from smop_edge.models.training import TrainOptions, train
 def trained(tiny_corpus, tiny_word_bank, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     opts = TrainOptions(model="tiny-dedr", steps=30, batch_size=4, lr=3e-3, warmup=5, save_every=10, log_every=5,
-                        eval_every=30, eval_size=2, asr_first=10, noise_delay=5, noise_ramp=10, ctc_weight=0.3)
+                        eval_every=30, eval_size=2, asr_first=10, noise_delay=5, noise_ramp=10, ctc_weight=0.3,
+                        snapshots=(20,))
     lines = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("step 25/"):  # the saved state still holds step 20's weights
+            shutil.copy(out / "train_state.pt", out / "state-20.pt")
+
     final = train(str(tiny_corpus / "train" / "manifest.jsonl"), out, opts,
                   dev_manifest=str(tiny_corpus / "test" / "manifest.jsonl"), workers=1, word_bank=str(tiny_word_bank),
-                  log=lines.append)
+                  log=log)
     return out, final, opts, lines
 
 
@@ -45,6 +53,20 @@ def test_checkpoint_has_official_keys_and_reloads(trained):
     model, report = load_model(final)
     assert model.cfg.name == "tiny-dedr" and model.cfg.projector.layout == "DEDR"
     assert any(k.startswith("audio_proj.experts.0.") for k in model.state_dict())
+
+
+def test_snapshot_holds_the_weights_of_its_step(trained):
+    import torch
+
+    from smop_edge.models.checkpoint import load_model
+
+    out, final, _, _ = trained
+    snapshot, _ = load_model(out / "checkpoint-20.pth")
+    at_20 = torch.load(out / "state-20.pt", weights_only=False)["model"]
+    last, _ = load_model(final)
+    assert snapshot.state_dict().keys() == at_20.keys()
+    assert all(torch.equal(v, at_20[k]) for k, v in snapshot.state_dict().items())
+    assert not all(torch.equal(v, last.state_dict()[k]) for k, v in snapshot.state_dict().items())
 
 
 def test_rerun_resumes_from_the_saved_state(trained, tiny_corpus):
