@@ -77,10 +77,6 @@ class Augment:
     snr: tuple[float, float] = (-7.5, 20.0)
     kinds: tuple[str, ...] = ("babble", "babble", "white", "pink")
     jitter: bool = True
-    # vocal-tract length perturbation: with probability p_warp the mel frequency axis is scaled by a
-    # factor in `warp` (formants move, unlike the word bank's pitch shifts, which move everything together)
-    p_warp: float = 0.7
-    warp: tuple[float, float] = (0.85, 1.2)
 
     def audio(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < self.p_noise:
@@ -91,8 +87,6 @@ class Augment:
     def spectrogram(self, mel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """SpecAugment: two frequency bands (up to 10 mel bins) and two stretches of time (up to 5 %
         of the frames each) set to the utterance's mean."""
-        if rng.random() < self.p_warp:
-            mel = warp_frequencies(mel, float(np.exp(rng.uniform(*np.log(self.warp)))))
         mel = mel.copy()
         fill = mel.mean()
         for _ in range(2):
@@ -113,20 +107,6 @@ class Augment:
         if self.jitter:  # contrast and brightness
             crop = (crop - crop.mean()) * rng.uniform(0.7, 1.3) + crop.mean() + rng.uniform(-0.1, 0.1)
         return ((crop - lips.PIXEL_MEAN) / lips.PIXEL_STD).astype(np.float32)
-
-
-def warp_frequencies(mel: np.ndarray, factor: float, sample_rate: int = features.SAMPLE_RATE) -> np.ndarray:
-    """`mel` [n_mels, frames] with its frequency axis scaled by `factor` (> 1 moves formants up), as a
-    longer or shorter vocal tract would: linear up to 80 % of Nyquist, then bent so Nyquist stays put."""
-    centres = features.mel_band_edges(mel.shape[0], sample_rate)[1:-1]
-    nyquist = sample_rate / 2
-    bend = 0.8 * nyquist * min(1.0, factor)
-    source = np.where(centres <= bend, centres / factor,
-                      bend / factor + (centres - bend) * (nyquist - bend / factor) / (nyquist - bend))
-    pos = np.interp(source, centres, np.arange(len(centres)))
-    lo = np.minimum(pos.astype(int), len(centres) - 2)
-    frac = (pos - lo)[:, None].astype(mel.dtype)
-    return mel[lo] * (1 - frac) + mel[lo + 1] * frac
 
 
 @dataclass

@@ -52,17 +52,13 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return np.where(mels >= 15.0, 1000.0 * np.exp(logstep * (mels - 15.0)), freq)
 
 
-def mel_band_edges(n_mels: int = 80, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The n_mels + 2 edges (Hz) of the mel filter bank's triangles, evenly spaced in mel; band i peaks at edge i + 1."""
-    return _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), n_mels + 2))
-
-
 @lru_cache(maxsize=8)
 def mel_filters(n_mels: int = 80, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Slaney-normalised triangular mel filter bank, shape [n_fft // 2 + 1, n_mels] (computed once)."""
     n_freqs = n_fft // 2 + 1
     fft_freqs = np.linspace(0.0, sample_rate / 2, n_freqs)
-    edges = mel_band_edges(n_mels, sample_rate)
+    mel_points = np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), n_mels + 2)
+    edges = _mel_to_hz(mel_points)
     widths = np.diff(edges)
     slopes = edges[None, :] - fft_freqs[:, None]
     falling = -slopes[:, :-2] / widths[:-1]
