@@ -36,13 +36,8 @@ def test_encoder_flops_match_torch_flop_counter():
 @pytest.mark.parametrize("int8", [False, True])
 def test_machine_limit_matmul_kernels_compute_the_product(int8):
     n = 64
-    rng = np.random.default_rng(0)
-    if int8:
-        a, b = rng.integers(0, 255, (n, n), dtype=np.uint8), rng.integers(-127, 127, (n, n), dtype=np.int8)
-        want = a.astype(np.int64) @ b.astype(np.int64)
-    else:
-        a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-        want = a @ b
+    a, b = machine_limits.matmul_operands(n, int8, np.random.default_rng(0))
+    want = a.astype(np.int64) @ b.astype(np.int64) if int8 else a @ b
     (got,) = machine_limits._matmul_session(n, int8, threads=1).run(None, {"a": a, "b": b})
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
     assert machine_limits.peak_matmul(n=128, int8=int8, threads=1, repeats=2) > 0.1
