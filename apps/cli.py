@@ -168,7 +168,6 @@ def _open_bundle(args: argparse.Namespace):
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from smop_edge.runtime.decoding import DecodingOptions
     from smop_edge.runtime.transcribe import progress_bar, transcribe_media
 
     from .formats import render
@@ -181,7 +180,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         rec = ReferenceRecognizer.from_checkpoint(args.checkpoint, args.tokenizer, audio_mode=args.audio_mode)
     else:
         rec = _open_bundle(args)
-    options = DecodingOptions(beams=args.beams, max_new_tokens=args.max_new_tokens)
+    options = _decoding_options(args)
     task = None if args.task == "auto" else args.task
     results = []
     for path in args.media:
@@ -265,7 +264,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     snrs = [None if s.lower() == "clean" else _float(s, "--snr") for s in (args.snr or ["clean"])]
     task = args.task or ("avsr" if "avsr" in rec.tasks else rec.tasks[0])
     report = evaluate(rec, args.manifest, task, snrs, args.noise, args.seed, args.crop_cache, args.limit,
-                      progress_bar(not args.quiet), str(args.bundle or DEMO_BUNDLE))
+                      progress_bar(not args.quiet), str(args.bundle or DEMO_BUNDLE), _decoding_options(args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -336,6 +335,22 @@ def _add_backend_flags(p: argparse.ArgumentParser, backends: list[str]) -> None:
     p.add_argument("--threads", type=int, help="CPU threads")
 
 
+def _add_decoding_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
+    p.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam search: finished hypotheses compare log-probability / length ** this")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+
+
+def _decoding_options(args: argparse.Namespace):
+    """The search `--beams`, `--length-penalty` and `--max-new-tokens` ask for (checked here: usage errors)."""
+    from smop_edge.runtime.decoding import DecodingOptions
+
+    if args.beams < 1 or args.max_new_tokens < 1:
+        raise UsageError("--beams and --max-new-tokens must be at least 1")
+    return DecodingOptions(beams=args.beams, max_new_tokens=args.max_new_tokens, length_penalty=args.length_penalty)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smop-edge", description="Llama-SMoP / Llama-AVSR on edge devices.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -402,8 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("media", nargs="+", help="video (mp4, mkv, avi, mov, webm) or audio (wav, flac, mp3, ogg)")
     p.add_argument("--task", choices=["auto", "asr", "vsr", "avsr"], default="auto")
     _add_backend_flags(p, ["onnxruntime", "openvino", "torch"])
-    p.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    _add_decoding_flags(p)
     p.add_argument("--roi", action="store_true", help="the video is a pre-cropped mouth ROI (96x96)")
     p.add_argument("--format", choices=["txt", "srt", "vtt"], default="txt")
     p.add_argument("--json", action="store_true", help="text, task, timings, real-time factor, segments")
@@ -470,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="first N rows only")
     p.add_argument("--crop-cache", help="mouth-crop cache folder (default: crops/ next to the manifest)")
     _add_backend_flags(p, ["onnxruntime", "openvino"])
+    _add_decoding_flags(p)
     p.add_argument("--json", action="store_true", help="top-level wer (fraction), conditions, per-utterance rows")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)

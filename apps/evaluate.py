@@ -12,6 +12,7 @@ import numpy as np
 from smop_edge.models import noise
 from smop_edge.models.corpus import read_manifest
 from smop_edge.runtime import crop_cache, lips, media
+from smop_edge.runtime.decoding import DecodingOptions
 from smop_edge.runtime.errors import UsageError
 from smop_edge.runtime.features import align_audio_to_video
 from smop_edge.runtime.prompt import TASK_MODALITIES
@@ -64,6 +65,7 @@ class Report:
     task: str
     noise: str
     conditions: list[Condition]
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
 
     @property
     def wer(self) -> float:
@@ -98,14 +100,16 @@ def _inputs(row: dict, task: str, cache: str) -> tuple[np.ndarray | None, np.nda
 
 def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind: str = "babble",
              seed: int = 0, cache: str | None = None, limit: int | None = None,
-             progress: Callable[[str, int, int], None] | None = None, bundle: str = "") -> Report:
+             progress: Callable[[str, int, int], None] | None = None, bundle: str = "",
+             options: DecodingOptions | None = None) -> Report:
     """Transcribe every row of `manifest` once per SNR (None: clean) with `rec` (a Recognizer from
-    `bundle`). A row whose video shows no face, under a task that needs video, counts as an empty
+    `bundle`), searching as `options` say (default: greedy). A row whose video shows no face, under a task that needs video, counts as an empty
     transcript (every word deleted) and is flagged `no_face`: the cropper's misses are the system's."""
     if task not in rec.tasks:
         raise UsageError(f"the bundle supports {', '.join(rec.tasks)}, not {task}")
     if "audio" not in TASK_MODALITIES[task] and any(s is not None for s in snrs):
         raise UsageError("--snr mixes noise into the audio; task vsr has none")
+    options = options or DecodingOptions()
     rows = read_manifest(manifest)[:limit]
     cache = cache or str(crop_cache.beside(manifest))
     conditions = [Condition(snr, 0.0, 0, 0) for snr in snrs]
@@ -123,11 +127,11 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
             if audio is not None and cond.snr is not None:
                 rng = np.random.default_rng([seed, zlib.crc32(uid.encode()), int(cond.snr * 10) + 1000])
                 mixed = noise.mix_at_snr(audio, noise.noise_like(noise_kind, len(audio), rng), cond.snr)
-            hyp = rec.transcribe(mixed, frames, task).text
+            hyp = rec.transcribe(mixed, frames, task, options).text
             cond.rows.append(Row(uid, cond.snr, row["text"], hyp, edit_distance(ref, words(hyp)), len(ref),
                                  voice=voice))
         if progress:
             progress("eval", i + 1, len(rows))
     for cond in conditions:
         cond.tally()
-    return Report(manifest, bundle, task, noise_kind, conditions)
+    return Report(manifest, bundle, task, noise_kind, conditions, options)

@@ -87,3 +87,21 @@ def test_a_clip_without_a_face_counts_as_deleted_words(dedr_bundle, tiny_corpus,
     code, out = _eval(capsys, str(manifest), "--bundle", str(dedr_bundle), "--task", "avsr",
                       "--crop-cache", str(tmp_path / "crops"))
     assert "1 without a face found" in out.out
+
+
+def test_eval_searches_as_transcribe_does(dedr_bundle, tiny_corpus, capsys):
+    """`--beams` / `--length-penalty` reach every utterance: eval's hypotheses are transcribe's with the
+    same search, and the report records the search."""
+    manifest = tiny_corpus / "test" / "manifest.jsonl"
+    search = ["--beams", "3", "--length-penalty", "0.5", "--max-new-tokens", "6"]
+    code, out = _eval(capsys, str(manifest), "--bundle", str(dedr_bundle), "--task", "asr", "--json", *search)
+    assert code == 0, out.err
+    report = json.loads(out.out)
+    assert report["decoding"] == {"beams": 3, "max_new_tokens": 6, "length_penalty": 0.5}
+    for row, line in zip(report["conditions"][0]["rows"], open(manifest)):
+        clip = manifest.parent / json.loads(line)["path"]
+        assert main(["transcribe", str(clip), "--bundle", str(dedr_bundle), "--task", "asr", "--quiet",
+                     "--json", *search]) == 0
+        assert json.loads(capsys.readouterr().out)["text"] == row["hypothesis"]
+    code, out = _eval(capsys, str(manifest), "--bundle", str(dedr_bundle), "--beams", "0")
+    assert code == 2 and "--beams" in out.err
