@@ -242,6 +242,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "asr_first")}
     opts = TrainOptions(model=args.model, snapshots=tuple(args.snapshot_at or ()),
                         **{k: v for k, v in given.items() if v is not None})
+    if args.init:
+        opts = opts.fine_tuning(args.init)
     show = progress_bar(not args.quiet, piped_lines=True)
     if args.word_bank:
         from smop_edge.models import word_bank
@@ -464,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--snapshot-at", type=int, nargs="+", metavar="STEP",
                    help="also write checkpoint-STEP.pth at these steps (to export and judge a run mid-way)")
+    p.add_argument("--init", metavar="CHECKPOINT", help="fine-tune a trained model (its tokenizer.json beside "
+                   "it; e.g. models/demo/checkpoint.pth) instead of training from scratch: no length "
+                   "curriculum, noise from the first step")
     p.add_argument("--dev", metavar="MANIFEST", help="held-out manifest: greedy WER every 500 steps")
     p.add_argument("--crop-cache", help="mouth-crop cache folder (default: crops/ next to the manifest)")
     p.add_argument("--word-bank", metavar="DIR", help="words of the training voices (built here if missing): "

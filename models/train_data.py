@@ -35,30 +35,34 @@ class Example:
     spans: list[tuple[int, int, int]] | None = None
 
 
-def _load(args: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    path, cache = args
+def _load(args: tuple[str, str, bool]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(audio, gray ROIs) of one clip; ROIs None when the face was not found, empty when `video` is off."""
+    path, cache, video = args
+    if not video:
+        return media.read_audio(path), np.zeros((0, 0, 0), np.uint8)
     rois, found = crop_cache.mouth_rois(path, cache)
     audio = media.read_audio(path)
     if not found:
-        return audio, np.zeros((0, lips.ROI_SIZE, lips.ROI_SIZE), np.uint8)
+        return audio, None
     gray = np.clip(np.rint(lips.to_gray(rois)), 0, 255).astype(np.uint8)
     return features.align_audio_to_video(audio, len(gray)), gray
 
 
 def load_examples(manifest: str, tokenizer: TextTokenizer, cache: str | None = None, workers: int = 1,
-                  progress: Callable[[int, int], None] | None = None, limit: int | None = None) -> list[Example]:
+                  progress: Callable[[int, int], None] | None = None, limit: int | None = None,
+                  video: bool = True) -> list[Example]:
     """The rows of `manifest` (the first `limit`) with their audio and mouth ROIs, cropped once into
     `cache` (default: crops/ next to the manifest, where `eval` looks too); rows where no face was
-    found are dropped."""
+    found are dropped. `video` off: audio only, nothing cropped (for runs that never train on video)."""
     rows = read_manifest(manifest)[:limit]
     cache = cache or str(crop_cache.beside(manifest))
-    jobs = [(row["file"], cache) for row in rows]
+    jobs = [(row["file"], cache, video) for row in rows]
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
     loaded = pool.imap(_load, jobs, chunksize=4) if pool else map(_load, jobs)
     out = []
     try:
         for i, (row, (audio, rois)) in enumerate(zip(rows, loaded), 1):
-            if len(rois):
+            if rois is not None:
                 out.append(Example(audio, rois, tokenizer.encode(row["text"]), row["text"]))
             if progress:
                 progress(i, len(rows))

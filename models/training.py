@@ -13,22 +13,24 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from smop_edge.runtime.features import ENCODER_FRAMES_PER_SECOND, SAMPLE_RATE
+from smop_edge.runtime.errors import CheckpointError
+from smop_edge.runtime.features import ENCODER_FRAMES_PER_SECOND, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 from smop_edge.runtime.prompt import SpecialIds, prefix_segments
 from smop_edge.runtime.scoring import corpus_wer
 from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
 
 from . import curves, zoo
-from .checkpoint import save_checkpoint
+from .checkpoint import load_model, save_checkpoint
 from .compression import compress
 from .config import ModelConfig, TokensConfig
 from .corpus import WORDS, sample_words
@@ -69,6 +71,17 @@ class TrainOptions:
     eval_size: int = 48
     seed: int = 0
     snapshots: tuple[int, ...] = ()  # steps at which checkpoint-STEP.pth is also written (to judge a run mid-way)
+    init: str | None = None  # fine-tune: start from this official-layout checkpoint (tokenizer.json beside it)
+
+    def fine_tuning(self, checkpoint: str) -> "TrainOptions":
+        """These options, starting from a trained `checkpoint`: no length curriculum and no clean start,
+        which are there for a model that cannot read words yet."""
+        return replace(self, init=str(checkpoint), curriculum=0, noise_delay=0, noise_ramp=0)
+
+    @property
+    def trains_video(self) -> bool:
+        """Whether any step has a video task (an ASR-only run needs no mouth crops)."""
+        return self.asr_first < self.steps
 
 
 def domain_tokenizer(path: Path) -> TextTokenizer:
@@ -214,7 +227,8 @@ def quick_wer(model: LlamaSMoP, tokenizer: TextTokenizer, examples: list[Example
     rec = ReferenceRecognizer(model, tokenizer, audio_mode="fast")
     out = {}
     for task in tasks or model.cfg.tasks:
-        pairs = [(ex.text, rec.transcribe(ex.audio, lips.normalize_rois(ex.rois), task).text) for ex in examples]
+        pairs = [(ex.text, rec.transcribe(ex.audio, lips.normalize_rois(ex.rois) if len(ex.rois) else None,
+                                          task).text) for ex in examples]
         out[task] = round(corpus_wer(pairs)[0], 4)
     return out
 
@@ -228,16 +242,24 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "options.json").write_text(json.dumps(asdict(opts), indent=2))
+    if opts.init and not (out / "tokenizer.json").exists():
+        _copy_tokenizer(Path(opts.init), out / "tokenizer.json")
     tokenizer = domain_tokenizer(out / "tokenizer.json")
     cfg = zoo.get(opts.model)
     cfg.llm.vocab = tokenizer.vocab_size
     torch.manual_seed(opts.seed)
     model = LlamaSMoP(cfg)
+    state_path = out / STATE
+    if opts.init and not state_path.exists():
+        _load_weights(model, Path(opts.init))
+        log(f"starting from {opts.init}")
     ids = SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)
     prompt_ids = {t: tokenizer.encode(p) for t, p in cfg.tokens.prompts.items()}
     show = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
-    data = load_examples(manifest, tokenizer, crop_cache, workers, show("load"))
-    dev = load_examples(dev_manifest, tokenizer, None, workers, show("load dev"), opts.eval_size) if dev_manifest else []
+    video = opts.trains_video
+    data = load_examples(manifest, tokenizer, crop_cache, workers, show("load"), video=video)
+    dev = (load_examples(dev_manifest, tokenizer, None, workers, show("load dev"), opts.eval_size, video)
+           if dev_manifest else [])
     log(f"{len(data)} training utterances ({sum(len(e.audio) for e in data) / 16000 / 3600:.2f} h), "
         f"{len(dev)} dev; model {cfg.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
 
@@ -247,7 +269,6 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(0.9, 0.98), weight_decay=opts.weight_decay)
     rng = np.random.default_rng(opts.seed)
     step, queue = 0, []
-    state_path = out / STATE
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
@@ -265,7 +286,7 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     weights /= weights.sum()
     augment = Augment()
     full_noise = augment.p_noise
-    lengths = [len(e.rois) for e in data]
+    lengths = [len(e.audio) // SAMPLES_PER_VIDEO_FRAME for e in data]  # video frames
     model.train()
     t_last, parts_sum, parts_n, n_sum = time.perf_counter(), {}, {}, 0
     with (out / LOG).open("a") as log_file:
@@ -323,6 +344,23 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     save_checkpoint(model.eval(), final)
     curves.plot(out / LOG, out / CURVES)
     return final
+
+
+def _copy_tokenizer(checkpoint: Path, dest: Path) -> None:
+    """A fine-tuned model keeps its vocabulary: the tokenizer.json beside `checkpoint` becomes the run's."""
+    source = checkpoint.with_name("tokenizer.json")
+    if not source.exists():
+        raise CheckpointError(f"{checkpoint}: fine-tuning needs the model's tokenizer.json beside it")
+    shutil.copyfile(source, dest)
+
+
+def _load_weights(model: LlamaSMoP, checkpoint: Path) -> None:
+    """Copy a trained model's weights into `model` (same configuration, strictly the same keys)."""
+    trained, _ = load_model(checkpoint)
+    try:
+        model.load_state_dict(trained.state_dict(), strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{checkpoint} is not a {model.cfg.name} model: {str(e).splitlines()[0]}") from e
 
 
 def snapshot_name(step: int) -> str:

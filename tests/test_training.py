@@ -81,6 +81,29 @@ def test_rerun_resumes_from_the_saved_state(trained, tiny_corpus):
     assert steps[-1] == 35 and 33 not in steps
 
 
+def test_fine_tuning_starts_from_the_checkpoint_and_keeps_its_vocabulary(trained, tiny_corpus, tmp_path):
+    """`init`: the run starts from the trained weights (at learning rate 0 it ends there exactly) with the
+    checkpoint's tokenizer; an ASR-only run crops no mouths; a checkpoint of another model is refused."""
+    import torch
+
+    from smop_edge.runtime.errors import CheckpointError
+
+    _, final, _, _ = trained
+    opts = TrainOptions(model="tiny-dedr", steps=3, batch_size=2, lr=0.0, warmup=1, log_every=1, eval_every=100,
+                        asr_first=3).fine_tuning(str(final))
+    assert (opts.curriculum, opts.noise_delay, opts.noise_ramp) == (0, 0, 0) and not opts.trains_video
+    manifest, crops = str(tiny_corpus / "train" / "manifest.jsonl"), tmp_path / "crops"
+    lines = []
+    train(manifest, tmp_path / "tuned", opts, crop_cache=str(crops), workers=1, log=lines.append)
+    assert f"starting from {final}" in lines and not crops.exists()
+    assert (tmp_path / "tuned" / "tokenizer.json").read_bytes() == (final.parent / "tokenizer.json").read_bytes()
+    start, end = torch.load(final), torch.load(tmp_path / "tuned" / "checkpoint.pth")
+    assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
+    with pytest.raises(CheckpointError, match="not a tiny-jedr model"):
+        train(manifest, tmp_path / "other", TrainOptions(model="tiny-jedr", steps=1, asr_first=1).fine_tuning(
+            str(final)), workers=1, log=lambda _: None)
+
+
 def test_an_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tiny_word_bank, tmp_path):
     """The saved state (weights, optimiser, generators, batch queue) is all a rerun needs: stopped between
     two saves and rerun, training ends with the weights of a run that never stopped."""
