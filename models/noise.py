@@ -4,7 +4,6 @@ sentences at once) or a file, mixed at a signal-to-noise ratio. Torch-free."""
 from __future__ import annotations
 
 import functools
-import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +51,7 @@ def pink(n: int, rng: np.random.Generator) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def babble(split: str = "test", seconds: float = 60.0, seed: int = 0) -> np.ndarray:
     """A `seconds` long babble track: 6-10 talkers of `split`'s voices (so training babble never uses
-    a held-out voice), each reading sentences with short gaps, summed at random levels (+-3 dB).
-    Made in a fresh interpreter: espeak-ng's output depends on libc's rand() state and on its own
-    earlier calls, so only a process with no history gives the same track every time."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_babble, (split, seconds, seed))
-
-
-def _babble(split: str, seconds: float, seed: int) -> np.ndarray:
+    a held-out voice), each reading sentences with short gaps, summed at random levels (+-3 dB)."""
     rng = np.random.default_rng([seed, 7])
     voices = speech_synth.TRAIN_VOICES if split == "train" else speech_synth.TEST_VOICES
     n = int(seconds * SAMPLE_RATE)

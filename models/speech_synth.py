@@ -8,6 +8,8 @@ events through libespeak-ng (its `--pho` output needs MBROLA voices, which Debia
 from __future__ import annotations
 
 import ctypes
+import os
+import pickle
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -102,7 +104,11 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 
 class _Espeak:
-    """libespeak-ng in synchronous mode with phoneme events (one per process)."""
+    """libespeak-ng in synchronous mode with phoneme events (one per process). It speaks only in forks
+    of the process: espeak-ng carries state from one synthesis to the next and draws from libc's rand(),
+    so in place the same request would sound different after other requests (or after a library that
+    called rand()); each fork starts from the freshly initialised engine with rand() reseeded, and the
+    same request gives the same samples in any process, in any order."""
 
     _instance: "_Espeak | None" = None
 
@@ -135,6 +141,32 @@ class _Espeak:
         return 0
 
     def synth(self, text: str, voice: str, rate: float) -> tuple[np.ndarray, list[tuple[str, int]]]:
+        """(16-bit-range float audio at the engine's rate, phoneme events), spoken by a fork of this process."""
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: speak, send the result (or the error) back, exit without any cleanup
+            os.close(read)
+            try:
+                ctypes.CDLL(None).srand(1)
+                result = self._speak(text, voice, rate)
+            except Exception as e:  # noqa: BLE001 - raised again in the parent
+                result = e
+            with os.fdopen(write, "wb") as f:
+                pickle.dump(result, f)
+            os._exit(0)
+        os.close(write)
+        try:
+            with os.fdopen(read, "rb") as f:
+                result = pickle.load(f)
+        except EOFError:
+            result = RuntimeError(f"espeak-ng died saying {text!r} with voice {voice!r}")
+        finally:
+            os.waitpid(pid, 0)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _speak(self, text: str, voice: str, rate: float) -> tuple[np.ndarray, list[tuple[str, int]]]:
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise RuntimeError(f"espeak-ng has no voice {voice!r}")
         self.lib.espeak_SetParameter(1, int(175 * rate), 0)  # espeakRATE, words per minute

@@ -28,6 +28,27 @@ def test_each_engine_gives_speech_and_ordered_phone_times(voice):
         start = end
 
 
+def _espeak_k() -> np.ndarray:
+    return synthesize("k", Voice("espeak", "en-us+f3"))[0]
+
+
+def test_espeak_says_the_same_thing_the_same_way_whatever_came_before():
+    """espeak-ng keeps state between syntheses and draws from libc's rand(): the same request must still
+    give the same samples after other requests, after rand() was used, and in a fresh process."""
+    import ctypes
+    import multiprocessing
+
+    first = _espeak_k()
+    synthesize("hello there, seven b", Voice("espeak", "en-us+m1"))
+    synthesize("k k k", Voice("espeak", "en-us+f3"))
+    ctypes.CDLL(None).srand(77)
+    assert np.array_equal(_espeak_k(), first)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert np.array_equal(pool.apply(_espeak_k), first)
+    with pytest.raises(RuntimeError, match="no voice"):
+        synthesize("k", Voice("espeak", "xx-nowhere"))
+
+
 def test_rate_changes_duration():
     fast, _ = synthesize("one two three four", Voice("flite", "slt"), rate=1.4)
     slow, _ = synthesize("one two three four", Voice("flite", "slt"), rate=0.8)
