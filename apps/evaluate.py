@@ -103,8 +103,9 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
              progress: Callable[[str, int, int], None] | None = None, bundle: str = "",
              options: DecodingOptions | None = None) -> Report:
     """Transcribe every row of `manifest` once per SNR (None: clean) with `rec` (a Recognizer from
-    `bundle`), searching as `options` say (default: greedy). A row whose video shows no face, under a task that needs video, counts as an empty
-    transcript (every word deleted) and is flagged `no_face`: the cropper's misses are the system's."""
+    `bundle`), searching as `options` say (default: greedy). A row whose video shows no face, under a
+    task that needs video, counts as an empty transcript (every word deleted) and is flagged `no_face`:
+    the cropper's misses are the system's."""
     if task not in rec.tasks:
         raise UsageError(f"the bundle supports {', '.join(rec.tasks)}, not {task}")
     if "audio" not in TASK_MODALITIES[task] and any(s is not None for s in snrs):

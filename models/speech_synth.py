@@ -144,16 +144,18 @@ class _Espeak:
         """(16-bit-range float audio at the engine's rate, phoneme events), spoken by a fork of this process."""
         read, write = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child: speak, send the result (or the error) back, exit without any cleanup
-            os.close(read)
+        if pid == 0:  # the child: speak, send the result (or the error) back, exit whatever happens
             try:
-                ctypes.CDLL(None).srand(1)
-                result = self._speak(text, voice, rate)
-            except Exception as e:  # noqa: BLE001 - raised again in the parent
-                result = e
-            with os.fdopen(write, "wb") as f:
-                pickle.dump(result, f)
-            os._exit(0)
+                os.close(read)
+                try:
+                    ctypes.CDLL(None).srand(1)
+                    result = self._speak(text, voice, rate)
+                except Exception as e:  # noqa: BLE001 - raised again in the parent
+                    result = e
+                with os.fdopen(write, "wb") as f:
+                    pickle.dump(result, f)
+            finally:
+                os._exit(0)  # never back into the parent's code, and without its cleanup
         os.close(write)
         try:
             with os.fdopen(read, "rb") as f:
