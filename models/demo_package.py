@@ -2,6 +2,9 @@
 curves (drawn, and the log, so that later runs can be compared step by step) and a few held-out
 sample clips with their transcripts.
 
+A model trained in stages (a run, then `train --init` runs from its checkpoint) ships the last stage's
+checkpoint and tokenizer, and one log over all stages: each stage's steps follow on from the one before.
+
 Samples are, for each TTS engine, the longest held-out clip (in words; the first of equals) that the
 shipped bundle transcribes right in the AVSR evaluation (their transcripts are tested); the README
 reports the WER over all of them.
@@ -13,9 +16,11 @@ import json
 import shutil
 from pathlib import Path
 
+from . import curves
 from .corpus import read_manifest
 
-FILES = ("checkpoint.pth", "tokenizer.json", "curves.png", "train_log.jsonl")  # the curves as numbers too
+FILES = ("checkpoint.pth", "tokenizer.json")  # from the last stage
+LOG, CURVES = "train_log.jsonl", "curves.png"  # over all stages (the curves as numbers too)
 
 
 def pick_samples(manifest: str | Path, eval_json: str | Path, per_engine: int = 1) -> list[dict]:
@@ -35,10 +40,23 @@ def pick_samples(manifest: str | Path, eval_json: str | Path, per_engine: int = 
             for row in sorted(rows, key=lambda r: -len(r["text"].split()))[:per_engine]]
 
 
-def package(run: str | Path, bundle: str | Path, manifest: str | Path, eval_json: str | Path,
+def joined_log(runs: list[Path]) -> list[dict]:
+    """The `train_log.jsonl` rows of `runs` (training stages, in order) as one run: each stage's steps
+    offset by the last step of the stages before it, and its rows marked with its `stage` (folder name)."""
+    rows, offset = [], 0
+    for run in runs:
+        stage = [json.loads(line) for line in (run / LOG).read_text().splitlines() if line.strip()]
+        rows += [{**r, "step": r["step"] + offset, "stage": run.name} for r in stage]
+        offset += max((r["step"] for r in stage), default=0)
+    return rows
+
+
+def package(runs: str | Path | list[str | Path], bundle: str | Path, manifest: str | Path, eval_json: str | Path,
             out: str | Path) -> Path:
-    """Copy the run's files, the bundle and the picked samples into `out` (replacing what is there)."""
-    run, out = Path(run), Path(out)
+    """Copy the last run's checkpoint and tokenizer, all runs' joined log and its curves, the bundle and
+    the picked samples into `out` (replacing what is there). `runs`: one run folder, or the stages in order."""
+    runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
+    out = Path(out)
     samples = pick_samples(manifest, eval_json)
     if not samples:
         raise ValueError(f"no correctly transcribed clean utterance in {eval_json}")
@@ -46,7 +64,9 @@ def package(run: str | Path, bundle: str | Path, manifest: str | Path, eval_json
         shutil.rmtree(out)
     (out / "samples").mkdir(parents=True)
     for name in FILES:
-        shutil.copy2(run / name, out / name)
+        shutil.copy2(runs[-1] / name, out / name)
+    (out / LOG).write_text("".join(json.dumps(r) + "\n" for r in joined_log(runs)))
+    curves.plot(out / LOG, out / CURVES)
     shutil.copytree(bundle, out / "bundle")
     lines = []
     for i, row in enumerate(samples, 1):
@@ -62,7 +82,8 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description="Assemble models/demo/ from a training run and its bundle.")
-    parser.add_argument("run", help="training run folder (checkpoint.pth, tokenizer.json, curves.png, train_log.jsonl)")
+    parser.add_argument("run", nargs="+", help="training run folder(s) (checkpoint.pth, tokenizer.json, train_log.jsonl): "
+                        "a run and the `train --init` stages that continued it, in order")
     parser.add_argument("bundle", help="exported int8-expert bundle")
     parser.add_argument("manifest", help="held-out manifest the evaluation ran on")
     parser.add_argument("eval_json", help="its `smop-edge eval --task avsr --json` report (with a clean condition)")

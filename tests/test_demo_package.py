@@ -4,7 +4,17 @@ import json
 
 import pytest
 
-from smop_edge.models.demo_package import FILES, package, pick_samples
+from smop_edge.models.demo_package import FILES, LOG, package, pick_samples
+
+
+def _stage(folder, steps, dev_wer):
+    """A training run's folder: its files, and a log of losses at `steps` and a dev WER at the last."""
+    folder.mkdir()
+    for name in FILES:
+        (folder / name).write_bytes(folder.name.encode() + b" " + name.encode())
+    rows = [{"step": s, "ce": 1.0 / s} for s in steps] + [{"step": steps[-1], "dev_wer": {"asr": dev_wer}}]
+    (folder / LOG).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
 
 
 @pytest.fixture()
@@ -23,10 +33,7 @@ def run(tmp_path):
     noisy = {"snr": 0.0, "rows": [{"id": k, "errors": 0} for k in errors]}
     report = tmp_path / "eval.json"
     report.write_text(json.dumps({"wer": 0.1, "conditions": [noisy, clean]}))
-    train = tmp_path / "run"
-    train.mkdir()
-    for name in FILES:
-        (train / name).write_bytes(name.encode())
+    train = _stage(tmp_path / "run", [25, 50], 0.5)
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "manifest.json").write_text("{}")
     return tmp_path, manifest, report, train
@@ -42,7 +49,8 @@ def test_package_copies_files_and_writes_the_sample_manifest(run):
     root, manifest, report, train = run
     out = package(train, root / "bundle", manifest, report, root / "demo")
     assert (out / "bundle" / "manifest.json").exists()
-    assert all((out / name).read_bytes() == name.encode() for name in FILES)
+    assert all((out / name).read_bytes() == b"run " + name.encode() for name in FILES)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = [json.loads(line) for line in (out / "samples" / "manifest.jsonl").read_text().splitlines()]
     assert [r["path"] for r in rows] == ["sample-1.mp4", "sample-2.mp4", "sample-3.mp4"]
     assert (out / "samples" / "sample-2.mp4").read_bytes() == b"clip u2"
@@ -54,3 +62,15 @@ def test_no_clean_condition_is_an_error(run, tmp_path):
     report.write_text(json.dumps({"conditions": [{"snr": 5.0, "rows": []}]}))
     with pytest.raises(ValueError, match="no clean condition"):
         pick_samples(manifest, report)
+
+
+def test_stages_ship_the_last_checkpoint_and_one_log_whose_steps_follow_on(run):
+    root, manifest, report, train = run
+    tuned = _stage(root / "tuned", [25, 50, 75], 0.25)  # `train --init run/checkpoint.pth` for 75 steps
+    out = package([train, tuned], root / "bundle", manifest, report, root / "demo")
+    assert all((out / name).read_bytes() == b"tuned " + name.encode() for name in FILES)
+    rows = [json.loads(line) for line in (out / LOG).read_text().splitlines()]
+    assert [(r["step"], r["stage"]) for r in rows if "ce" in r] == [
+        (25, "run"), (50, "run"), (75, "tuned"), (100, "tuned"), (125, "tuned")]
+    assert [(r["step"], r["dev_wer"]["asr"]) for r in rows if "dev_wer" in r] == [(50, 0.5), (125, 0.25)]
+    assert (out / "curves.png").stat().st_size > 1000
