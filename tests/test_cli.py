@@ -104,6 +104,17 @@ def test_console_script_errors_without_traceback(tmp_path):
     assert proc.returncode == 2 and "usage" in proc.stderr
 
 
+def test_a_reader_that_goes_away_is_not_an_error():
+    """`smop-edge ... | head -1`: output into a closed pipe ends the command quietly (exit 141, as SIGPIPE)."""
+    bundle = Path(__file__).resolve().parents[1] / "models" / "demo" / "bundle"
+    proc = subprocess.Popen([str(SCRIPT), "verify", str(bundle)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    proc.stdout.close()  # before the command writes anything
+    err = proc.stderr.read()
+    assert proc.wait() == 141, err
+    assert err == ""
+
+
 def test_init_writes_a_checkpoint_that_inspect_recognises(capsys, tmp_path):
     ckpt, tok = tmp_path / "sub" / "m.ckpt", tmp_path / "tok.json"
     code, out, _ = run_cli(capsys, "init", "tiny-jedr", "--out", ckpt, "--tokenizer-out", tok, "--dtype", "bf16")
