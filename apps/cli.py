@@ -240,6 +240,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "asr_first")}
+    if args.task_mix:
+        given["task_mix"] = _task_mix(args.task_mix)
     opts = TrainOptions(model=args.model, snapshots=tuple(args.snapshot_at or ()),
                         **{k: v for k, v in given.items() if v is not None})
     if args.init:
@@ -254,6 +256,18 @@ def cmd_train(args: argparse.Namespace) -> int:
                   show, log=lambda line: print(line, flush=True))
     print(f"{final}: trained {opts.model} ({opts.steps} steps); tokenizer {Path(args.out) / 'tokenizer.json'}")
     return 0
+
+
+def _task_mix(pairs: list[str]) -> dict[str, float]:
+    """`--task-mix avsr=2 asr=1 vsr=1` as {task: share} (TrainOptions checks the tasks and shares)."""
+    mix = {}
+    for pair in pairs:
+        task, _, share = pair.partition("=")
+        try:
+            mix[task] = float(share)
+        except ValueError:
+            raise UsageError(f"--task-mix takes TASK=SHARE pairs such as avsr=0.5, got {pair!r}") from None
+    return mix
 
 
 # ---- eval -------------------------------------------------------------------------------------------
@@ -464,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--asr-first", type=int, help="ASR-only steps before tasks are mixed")
     p.add_argument("--seed", type=int)
+    p.add_argument("--task-mix", nargs="+", metavar="TASK=SHARE",
+                   help="how often each task is drawn after the ASR-only steps (shares are normalised; "
+                   "default avsr=0.5 asr=0.25 vsr=0.25)")
     p.add_argument("--snapshot-at", type=int, nargs="+", metavar="STEP",
                    help="also write checkpoint-STEP.pth at these steps (to export and judge a run mid-way)")
     p.add_argument("--init", metavar="CHECKPOINT", help="fine-tune a trained model (its tokenizer.json beside "

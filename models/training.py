@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from smop_edge.runtime.errors import CheckpointError
+from smop_edge.runtime.errors import CheckpointError, UsageError
 from smop_edge.runtime.features import ENCODER_FRAMES_PER_SECOND, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 from smop_edge.runtime.prompt import SpecialIds, prefix_segments
 from smop_edge.runtime.scoring import corpus_wer
@@ -32,7 +32,7 @@ from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
 from . import curves, zoo
 from .checkpoint import load_model, save_checkpoint
 from .compression import compress
-from .config import ModelConfig, TokensConfig
+from .config import TASKS, ModelConfig, TokensConfig
 from .corpus import WORDS, sample_words
 from .llama_smop import LlamaSMoP
 from .projector import load_balancing_loss, router_z_loss
@@ -73,6 +73,14 @@ class TrainOptions:
     snapshots: tuple[int, ...] = ()  # steps at which checkpoint-STEP.pth is also written (to judge a run mid-way)
     init: str | None = None  # fine-tune: start from this official-layout checkpoint (tokenizer.json beside it)
 
+    def __post_init__(self) -> None:
+        unknown = set(self.task_mix) - set(TASKS)
+        if unknown or not self.task_mix:
+            raise UsageError(f"task mix: tasks are {', '.join(TASKS)}, got {', '.join(sorted(self.task_mix)) or 'none'}")
+        shares = list(self.task_mix.values())
+        if not all(math.isfinite(s) and s >= 0 for s in shares) or sum(shares) <= 0:
+            raise UsageError(f"task mix: shares must be finite, non-negative and not all zero, got {self.task_mix}")
+
     def fine_tuning(self, checkpoint: str) -> "TrainOptions":
         """These options, starting from a trained `checkpoint`: no length curriculum and no clean start,
         which are there for a model that cannot read words yet."""
@@ -81,7 +89,13 @@ class TrainOptions:
     @property
     def trains_video(self) -> bool:
         """Whether any step has a video task (an ASR-only run needs no mouth crops)."""
-        return self.asr_first < self.steps
+        return self.asr_first < self.steps and any(self.task_mix.get(t, 0) > 0 for t in ("vsr", "avsr"))
+
+    def tasks_at(self, step: int) -> list[str]:
+        """The tasks the dev set is read on at `step`: ASR, and the mix's other tasks once the ASR-only
+        steps are over (before, they are not trained yet)."""
+        mixed = [t for t in TASKS if self.task_mix.get(t, 0) > 0] if step > self.asr_first else []
+        return ["asr"] + [t for t in mixed if t != "asr"]
 
 
 def domain_tokenizer(path: Path) -> TextTokenizer:
@@ -288,7 +302,7 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     full_noise = augment.p_noise
     lengths = [len(e.audio) // SAMPLES_PER_VIDEO_FRAME for e in data]  # video frames
     model.train()
-    t_last, parts_sum, parts_n, n_sum = time.perf_counter(), {}, {}, 0
+    t_last, parts_sum, parts_n, n_sum, drawn = time.perf_counter(), {}, {}, 0, {}
     with (out / LOG).open("a") as log_file:
         while step < opts.steps:
             if not queue:
@@ -314,20 +328,20 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
                 parts_sum[k] = parts_sum.get(k, 0.0) + v
                 parts_n[k] = parts_n.get(k, 0) + 1  # some parts exist only for some batches (frame)
             n_sum += 1
+            drawn[task] = drawn.get(task, 0) + 1
             if step % opts.log_every == 0 or step == opts.steps:
                 now = time.perf_counter()
                 row = {"step": step, "lr": round(learning_rate(step, opts), 6),
                        **{k: round(v / parts_n[k], 4) for k, v in parts_sum.items()},
-                       "s_per_step": round((now - t_last) / n_sum, 3)}
+                       "s_per_step": round((now - t_last) / n_sum, 3), "tasks": drawn}
                 log_file.write(json.dumps(row) + "\n")
                 log_file.flush()
                 eta = (opts.steps - step) * row["s_per_step"] / 60
                 log(f"step {step}/{opts.steps} ce {row['ce']:.3f} lr {row['lr']:.2e} "
                     f"{row['s_per_step']:.2f} s/step, {eta:.0f} min left")
-                t_last, parts_sum, parts_n, n_sum = now, {}, {}, 0
+                t_last, parts_sum, parts_n, n_sum, drawn = now, {}, {}, 0, {}
             if dev and (step % opts.eval_every == 0 or step == opts.steps):
-                only_asr = ["asr"] if step <= opts.asr_first else None  # the other tasks are not trained yet
-                row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev, only_asr)}
+                row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev, [t for t in opts.tasks_at(step) if t in cfg.tasks])}
                 model.train()
                 log_file.write(json.dumps(row) + "\n")
                 log(f"step {step}: dev WER {row['dev_wer']}")

@@ -94,6 +94,14 @@ def test_bad_input_gives_one_line_and_a_nonzero_exit(capsys, tmp_path, make_chec
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("mix, says", [(["avsr=lots"], "TASK=SHARE"), (["avsr"], "TASK=SHARE"),
+                                       (["lips=1"], "tasks are asr, vsr, avsr"), (["asr=0", "vsr=0"], "not all zero")])
+def test_train_refuses_a_bad_task_mix_before_reading_anything(capsys, tmp_path, mix, says):
+    code, _, err = run_cli(capsys, "train", tmp_path / "absent.jsonl", "--out", tmp_path / "run", "--task-mix", *mix)
+    assert code == 2 and err.startswith("smop-edge: error: ") and err.count("\n") == 1 and says in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_console_script_errors_without_traceback(tmp_path):
     f = tmp_path / "junk.ckpt"
     f.write_bytes(b"\x80\x04" + bytes(range(256)) * 8)  # starts like a protocol-4 pickle

@@ -40,6 +40,9 @@ def test_loss_falls_and_curves_are_logged(trained):
     assert "ctc" in steps[0]  # the optional auxiliary CTC (off by default)
     # after the ASR-only steps, video batches learn the audio head's words framewise
     assert "video_frame" not in steps[1] and all(0 < r["video_frame"] < 10 for r in steps[2:])
+    # each window counts the tasks it drew: ASR only for the first 10 steps, then the mix's video tasks too
+    assert all(sum(r["tasks"].values()) == 5 for r in steps) and set(steps[1]["tasks"]) == {"asr"}
+    assert {t for r in steps[2:] for t in r["tasks"]} == {"asr", "vsr", "avsr"}
     dev = [r for r in rows if "dev_wer" in r]
     assert dev and set(dev[0]["dev_wer"]) == {"asr", "vsr", "avsr"}
     assert any("training utterances" in line for line in lines)
@@ -102,6 +105,28 @@ def test_fine_tuning_starts_from_the_checkpoint_and_keeps_its_vocabulary(trained
     with pytest.raises(CheckpointError, match="not a tiny-jedr model"):
         train(manifest, tmp_path / "other", TrainOptions(model="tiny-jedr", steps=1, asr_first=1).fine_tuning(
             str(final)), workers=1, log=lambda _: None)
+
+
+def test_task_mix_decides_what_follows_the_asr_only_steps(trained, tiny_corpus, tmp_path):
+    """`task_mix`: after the ASR-only steps only the tasks with a share are drawn and read on the dev set;
+    a mix without video crops no mouths; unknown tasks and unusable shares are refused."""
+    from smop_edge.runtime.errors import UsageError
+
+    _, final, _, _ = trained
+    opts = TrainOptions(model="tiny-dedr", steps=4, batch_size=2, lr=1e-4, warmup=1, log_every=1, eval_every=4,
+                        eval_size=1, asr_first=1, task_mix={"asr": 1.0, "vsr": 0.0}).fine_tuning(str(final))
+    assert not opts.trains_video and opts.tasks_at(4) == ["asr"]
+    crops = tmp_path / "crops"
+    train(str(tiny_corpus / "train" / "manifest.jsonl"), tmp_path / "asr-mix", opts,
+          dev_manifest=str(tiny_corpus / "test" / "manifest.jsonl"), crop_cache=str(crops), workers=1,
+          log=lambda _: None)
+    rows = [json.loads(line) for line in (tmp_path / "asr-mix" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["tasks"] for r in rows if "tasks" in r] == [{"asr": 1}] * 4
+    assert [set(r["dev_wer"]) for r in rows if "dev_wer" in r] == [{"asr"}] and not crops.exists()
+    assert TrainOptions(asr_first=1, task_mix={"vsr": 3, "avsr": 1}).tasks_at(2) == ["asr", "vsr", "avsr"]
+    for mix in ({"speech": 1.0}, {}, {"asr": 0.0}, {"asr": -1.0, "vsr": 2.0}, {"asr": float("nan")}):
+        with pytest.raises(UsageError, match="task mix"):
+            TrainOptions(task_mix=mix)
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tiny_word_bank, tmp_path):
