@@ -87,15 +87,19 @@ class TrainOptions:
         return replace(self, init=str(checkpoint), curriculum=0, noise_delay=0, noise_ramp=0)
 
     @property
+    def mixed_tasks(self) -> list[str]:
+        """The tasks the mixed steps draw (a share above 0), in TASKS order."""
+        return [t for t in TASKS if self.task_mix.get(t, 0) > 0]
+
+    @property
     def trains_video(self) -> bool:
         """Whether any step has a video task (an ASR-only run needs no mouth crops)."""
-        return self.asr_first < self.steps and any(self.task_mix.get(t, 0) > 0 for t in ("vsr", "avsr"))
+        return self.asr_first < self.steps and any(t != "asr" for t in self.mixed_tasks)
 
     def tasks_at(self, step: int) -> list[str]:
         """The tasks the dev set is read on at `step`: ASR, and the mix's other tasks once the ASR-only
         steps are over (before, they are not trained yet)."""
-        mixed = [t for t in TASKS if self.task_mix.get(t, 0) > 0] if step > self.asr_first else []
-        return ["asr"] + [t for t in mixed if t != "asr"]
+        return [t for t in TASKS if t == "asr" or (step > self.asr_first and t in self.mixed_tasks)]
 
 
 def domain_tokenizer(path: Path) -> TextTokenizer:
@@ -341,7 +345,8 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
                     f"{row['s_per_step']:.2f} s/step, {eta:.0f} min left")
                 t_last, parts_sum, parts_n, n_sum, drawn = now, {}, {}, 0, {}
             if dev and (step % opts.eval_every == 0 or step == opts.steps):
-                row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev, [t for t in opts.tasks_at(step) if t in cfg.tasks])}
+                dev_tasks = [t for t in opts.tasks_at(step) if t in cfg.tasks]
+                row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev, dev_tasks)}
                 model.train()
                 log_file.write(json.dumps(row) + "\n")
                 log(f"step {step}: dev WER {row['dev_wer']}")
