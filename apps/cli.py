@@ -287,12 +287,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for cond in report.conditions:
         label = "clean" if cond.snr is None else f"{cond.snr:g} dB {args.noise}"
         missed = sum(r.no_face for r in cond.rows)
-        print(f"{task} {label}: WER {100 * cond.wer:.2f} % ({cond.errors} errors / {cond.words} words, "
-              f"{len(cond.rows)} utterances" + (f", {missed} without a face found" if missed else "") + ")")
+        print(f"{task} {label}: WER {100 * cond.wer:.2f} % ({cond.errors} errors / {cond.words} words: "
+              f"{_error_kinds(vars(cond))}; {len(cond.rows)} utterances"
+              + (f", {missed} without a face found" if missed else "") + ")")
         if len(cond.voices) > 1:
             for voice, v in cond.voices.items():
-                print(f"  {voice}: WER {100 * v['wer']:.1f} % ({v['errors']} / {v['words']})")
+                print(f"  {voice}: WER {100 * v['wer']:.1f} % ({v['errors']} / {v['words']}: {_error_kinds(v)})")
     return 0
+
+
+def _error_kinds(tally: dict) -> str:
+    """'S sub, D del, I ins' of an eval tally."""
+    return f"{tally['substitutions']} sub, {tally['deletions']} del, {tally['insertions']} ins"
 
 
 # ---- bench ------------------------------------------------------------------------------------------

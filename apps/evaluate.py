@@ -16,7 +16,7 @@ from smop_edge.runtime.decoding import DecodingOptions
 from smop_edge.runtime.errors import UsageError
 from smop_edge.runtime.features import align_audio_to_video
 from smop_edge.runtime.prompt import TASK_MODALITIES
-from smop_edge.runtime.scoring import edit_distance, words
+from smop_edge.runtime.scoring import word_errors, words
 
 
 @dataclass
@@ -31,6 +31,17 @@ class Row:
     words: int
     no_face: bool = False  # a video task found no face: scored as an empty transcript
     voice: str = ""  # the manifest's voice, when it names one
+    substitutions: int = 0  # `errors` split by kind (runtime.scoring.word_errors)
+    deletions: int = 0
+    insertions: int = 0
+
+    @classmethod
+    def scored(cls, uid: str, snr: float | None, reference: str, hypothesis: str, voice: str,
+               no_face: bool = False) -> "Row":
+        """The row of one transcript, its word errors counted against the reference."""
+        e = word_errors(words(reference), words(hypothesis))
+        return cls(uid, snr, reference, hypothesis, e.total, len(words(reference)), no_face, voice,
+                   e.substitutions, e.deletions, e.insertions)
 
 
 @dataclass
@@ -38,24 +49,30 @@ class Condition:
     """WER of the whole manifest under one noise condition (`snr` None: clean)."""
 
     snr: float | None
-    wer: float
-    errors: int
-    words: int
+    wer: float = 0.0
+    errors: int = 0
+    words: int = 0
+    substitutions: int = 0
+    deletions: int = 0
+    insertions: int = 0
     rows: list[Row] = field(default_factory=list)
-    voices: dict[str, dict] = field(default_factory=dict)  # voice -> {wer, errors, words}, when rows name one
+    voices: dict[str, dict] = field(default_factory=dict)  # voice -> the same tally, when rows name one
 
     def tally(self) -> None:
-        """Corpus-level WER, overall and per voice."""
-        self.wer, self.errors, self.words = _score(self.rows)
+        """Corpus-level WER and error counts, overall and per voice."""
+        for key, value in _score(self.rows).items():
+            setattr(self, key, value)
         for voice in sorted({r.voice for r in self.rows if r.voice}):
-            wer, errors, words = _score([r for r in self.rows if r.voice == voice])
-            self.voices[voice] = {"wer": wer, "errors": errors, "words": words}
+            self.voices[voice] = _score([r for r in self.rows if r.voice == voice])
 
 
-def _score(rows: list[Row]) -> tuple[float, int, int]:
-    """(WER, errors, words) of `rows` at corpus level: summed word errors over summed reference words."""
-    errors, words = sum(r.errors for r in rows), sum(r.words for r in rows)
-    return (errors / words if words else 0.0), errors, words
+_COUNTS = ("errors", "words", "substitutions", "deletions", "insertions")
+
+
+def _score(rows: list[Row]) -> dict:
+    """The corpus-level tally of `rows`: summed counts, and WER = summed word errors / summed reference words."""
+    counts = {key: sum(getattr(r, key) for r in rows) for key in _COUNTS}
+    return {"wer": counts["errors"] / counts["words"] if counts["words"] else 0.0, **counts}
 
 
 @dataclass
@@ -70,7 +87,7 @@ class Report:
     @property
     def wer(self) -> float:
         """Pooled over every condition (the single condition's WER when there is one)."""
-        return _score([r for c in self.conditions for r in c.rows])[0]
+        return _score([r for c in self.conditions for r in c.rows])["wer"]
 
     def to_dict(self) -> dict:
         return {"wer": round(self.wer, 6), **asdict(self)}
@@ -113,24 +130,21 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
     options = options or DecodingOptions()
     rows = read_manifest(manifest)[:limit]
     cache = cache or str(crop_cache.beside(manifest))
-    conditions = [Condition(snr, 0.0, 0, 0) for snr in snrs]
+    conditions = [Condition(snr) for snr in snrs]
     for i, row in enumerate(rows):
         audio, frames = _inputs(row, task, cache)
         uid, voice = row.get("id", row["path"]), row.get("voice", "")
-        ref = words(row["text"])
         no_face = "video" in TASK_MODALITIES[task] and frames is None
         for cond in conditions:
             if no_face:
-                cond.rows.append(Row(uid, cond.snr, row["text"], "", len(ref), len(ref), no_face=True,
-                                     voice=voice))
+                cond.rows.append(Row.scored(uid, cond.snr, row["text"], "", voice, no_face=True))
                 continue
             mixed = audio
             if audio is not None and cond.snr is not None:
                 rng = np.random.default_rng([seed, zlib.crc32(uid.encode()), int(cond.snr * 10) + 1000])
                 mixed = noise.mix_at_snr(audio, noise.noise_like(noise_kind, len(audio), rng), cond.snr)
             hyp = rec.transcribe(mixed, frames, task, options).text
-            cond.rows.append(Row(uid, cond.snr, row["text"], hyp, edit_distance(ref, words(hyp)), len(ref),
-                                 voice=voice))
+            cond.rows.append(Row.scored(uid, cond.snr, row["text"], hyp, voice))
         if progress:
             progress("eval", i + 1, len(rows))
     for cond in conditions:

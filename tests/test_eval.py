@@ -24,6 +24,11 @@ def test_eval_json_reports_wer_per_condition_and_rows(dedr_bundle, tiny_corpus, 
     for cond in report["conditions"]:
         assert len(cond["rows"]) == 2
         assert cond["errors"] == sum(r["errors"] for r in cond["rows"])
+        for r in cond["rows"]:  # each row's errors split by kind; the hypothesis's length follows
+            assert r["errors"] == r["substitutions"] + r["deletions"] + r["insertions"]
+            assert len(r["hypothesis"].split()) == r["words"] - r["deletions"] + r["insertions"]
+        for kind in ("substitutions", "deletions", "insertions"):
+            assert cond[kind] == sum(r[kind] for r in cond["rows"])
         assert cond["words"] == sum(len(r["reference"].split()) for r in cond["rows"])
         assert cond["wer"] == pytest.approx(cond["errors"] / cond["words"])
         voices = {json.loads(line)["voice"] for line in open(manifest)}
@@ -56,6 +61,12 @@ def test_eval_text_output_and_bad_requests(dedr_bundle, tiny_corpus, capsys, tmp
     lines = out.out.splitlines()
     assert code == 0 and lines[0].startswith("asr clean: WER")
     assert [line.split(":")[0] for line in lines[1:]] == ["  first", "  second"]
+    report = json.loads(_eval(capsys, str(two), "--bundle", str(dedr_bundle), "--task", "asr", "--json")[1].out)
+    cond = report["conditions"][0]
+    assert f"{cond['substitutions']} sub, {cond['deletions']} del, {cond['insertions']} ins;" in lines[0]
+    for line, (voice, v) in zip(lines[1:], cond["voices"].items()):
+        assert line.endswith(f"({v['errors']} / {v['words']}: {v['substitutions']} sub, {v['deletions']} del, "
+                             f"{v['insertions']} ins)")
     code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--task", "vsr", "--snr", "5")
     assert code == 2 and "vsr" in out.err
     code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--snr", "loud")
@@ -83,7 +94,7 @@ def test_a_clip_without_a_face_counts_as_deleted_words(dedr_bundle, tiny_corpus,
                       "--crop-cache", str(tmp_path / "crops"), "--json")
     assert code == 0, out.err
     row = json.loads(out.out)["conditions"][0]["rows"][-1]
-    assert row["no_face"] and row["hypothesis"] == "" and row["errors"] == row["words"] == 3
+    assert row["no_face"] and row["hypothesis"] == "" and row["errors"] == row["words"] == row["deletions"] == 3
     code, out = _eval(capsys, str(manifest), "--bundle", str(dedr_bundle), "--task", "avsr",
                       "--crop-cache", str(tmp_path / "crops"))
     assert "1 without a face found" in out.out

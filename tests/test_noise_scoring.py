@@ -1,11 +1,11 @@
-"""Noise mixing at a given SNR, babble, and corpus-level WER."""
+"""Noise mixing at a given SNR, babble, and corpus-level WER with its error kinds."""
 
 import numpy as np
 import pytest
 
 from smop_edge.models import noise
 from smop_edge.runtime.errors import UsageError
-from smop_edge.runtime.scoring import corpus_wer, edit_distance
+from smop_edge.runtime.scoring import WordErrors, corpus_wer, edit_distance, word_errors
 
 
 @pytest.mark.parametrize("snr", [-5.0, 0.0, 10.0])
@@ -60,3 +60,29 @@ def test_wer_is_corpus_level_and_case_insensitive():
     assert edit_distance("a b c".split(), "a x c d".split()) == 2
     wer, errors, words = corpus_wer([("seven B four", "seven b"), ("one", "one"), ("z", "")])
     assert (errors, words) == (2, 5) and wer == pytest.approx(0.4)
+
+
+def _every_alignment(ref: tuple, hyp: tuple) -> set[tuple[int, int, int]]:
+    """(substitutions, deletions, insertions) of every alignment of hyp to ref, by brute force."""
+    if not ref or not hyp:
+        return {(0, len(ref), len(hyp))}
+    out = {(s + (ref[0] != hyp[0]), d, i) for s, d, i in _every_alignment(ref[1:], hyp[1:])}
+    out |= {(s, d + 1, i) for s, d, i in _every_alignment(ref[1:], hyp)}
+    return out | {(s, d, i + 1) for s, d, i in _every_alignment(ref, hyp[1:])}
+
+
+def test_word_errors_split_a_minimum_edit_alignment_into_kinds():
+    assert word_errors("a b c".split(), "a x c d".split()) == WordErrors(substitutions=1, insertions=1)
+    assert word_errors("seven b four".split(), []) == WordErrors(deletions=3)
+    assert word_errors("a b".split(), "b c".split()) == WordErrors(substitutions=2)  # not a deletion + an insertion
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        ref = tuple(rng.choice(list("abc"), rng.integers(0, 6)))
+        hyp = tuple(rng.choice(list("abcd"), rng.integers(0, 6)))
+        errors, every = word_errors(list(ref), list(hyp)), _every_alignment(ref, hyp)
+        cheapest = min(sum(a) for a in every)
+        assert errors.total == edit_distance(list(ref), list(hyp)) == cheapest
+        best = max((a for a in every if sum(a) == cheapest), key=lambda a: a[0])
+        assert (errors.substitutions, errors.deletions, errors.insertions) in every
+        assert errors.substitutions == best[0]
+        assert len(hyp) == len(ref) - errors.deletions + errors.insertions
