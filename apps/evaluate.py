@@ -39,8 +39,9 @@ class Row:
     def scored(cls, uid: str, snr: float | None, reference: str, hypothesis: str, voice: str,
                no_face: bool = False) -> "Row":
         """The row of one transcript, its word errors counted against the reference."""
-        e = word_errors(words(reference), words(hypothesis))
-        return cls(uid, snr, reference, hypothesis, e.total, len(words(reference)), no_face, voice,
+        ref = words(reference)
+        e = word_errors(ref, words(hypothesis))
+        return cls(uid, snr, reference, hypothesis, e.total, len(ref), no_face, voice,
                    e.substitutions, e.deletions, e.insertions)
 
 

@@ -64,7 +64,7 @@ def test_eval_text_output_and_bad_requests(dedr_bundle, tiny_corpus, capsys, tmp
     report = json.loads(_eval(capsys, str(two), "--bundle", str(dedr_bundle), "--task", "asr", "--json")[1].out)
     cond = report["conditions"][0]
     assert f"{cond['substitutions']} sub, {cond['deletions']} del, {cond['insertions']} ins;" in lines[0]
-    for line, (voice, v) in zip(lines[1:], cond["voices"].items()):
+    for line, v in zip(lines[1:], cond["voices"].values()):
         assert line.endswith(f"({v['errors']} / {v['words']}: {v['substitutions']} sub, {v['deletions']} del, "
                              f"{v['insertions']} ins)")
     code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--task", "vsr", "--snr", "5")
