@@ -274,7 +274,7 @@ def _task_mix(pairs: list[str]) -> dict[str, float]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from smop_edge.runtime.transcribe import progress_bar
 
-    from .evaluate import evaluate
+    from .evaluate import MIN_SPEAKER_WORDS, evaluate
 
     rec = _open_bundle(args)
     snrs = [None if s.lower() == "clean" else _float(s, "--snr") for s in (args.snr or ["clean"])]
@@ -292,8 +292,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
               + (f", {missed} without a face found" if missed else "") + ")")
         if len(cond.voices) > 1:
             for voice, v in cond.voices.items():
-                print(f"  {voice}: WER {100 * v['wer']:.1f} % ({v['errors']} / {v['words']}: {_error_kinds(v)})")
+                print(_tally_line(voice, v))
+        for speaker, v in cond.speakers.items():  # speakers heard in several voices
+            if speaker not in cond.voices:
+                print(_tally_line(f"speaker {speaker}", v))
+        if len(cond.speakers) > 1 and cond.speaker_wer is not None:
+            n = sum(v["words"] >= MIN_SPEAKER_WORDS for v in cond.speakers.values())
+            print(f"  per speaker: WER {100 * cond.speaker_wer:.1f} % (the mean of the {n} speakers with "
+                  f"{MIN_SPEAKER_WORDS} words or more, each weighing the same)")
     return 0
+
+
+def _tally_line(label: str, tally: dict) -> str:
+    """An indented 'label: WER x % (errors / words: kinds)' line under a condition's total."""
+    return f"  {label}: WER {100 * tally['wer']:.1f} % ({tally['errors']} / {tally['words']}: {_error_kinds(tally)})"
 
 
 def _error_kinds(tally: dict) -> str:

@@ -31,17 +31,18 @@ class Row:
     words: int
     no_face: bool = False  # a video task found no face: scored as an empty transcript
     voice: str = ""  # the manifest's voice, when it names one
+    speaker: str = ""  # the manifest's speaker (its voice when it names none): who spoke, across voices
     substitutions: int = 0  # `errors` split by kind (runtime.scoring.word_errors)
     deletions: int = 0
     insertions: int = 0
 
     @classmethod
-    def scored(cls, uid: str, snr: float | None, reference: str, hypothesis: str, voice: str,
-               no_face: bool = False) -> "Row":
+    def scored(cls, uid: str, snr: float | None, reference: str, hypothesis: str, voice: str = "",
+               speaker: str = "", no_face: bool = False) -> "Row":
         """The row of one transcript, its word errors counted against the reference."""
         ref = words(reference)
         e = word_errors(ref, words(hypothesis))
-        return cls(uid, snr, reference, hypothesis, e.total, len(ref), no_face, voice,
+        return cls(uid, snr, reference, hypothesis, e.total, len(ref), no_face, voice, speaker or voice,
                    e.substitutions, e.deletions, e.insertions)
 
 
@@ -58,22 +59,35 @@ class Condition:
     insertions: int = 0
     rows: list[Row] = field(default_factory=list)
     voices: dict[str, dict] = field(default_factory=dict)  # voice -> the same tally, when rows name one
+    speakers: dict[str, dict] = field(default_factory=dict)  # speaker -> the same tally
+    speaker_wer: float | None = None  # mean WER of the speakers with MIN_SPEAKER_WORDS words or more
 
     def tally(self) -> None:
-        """Corpus-level WER and error counts, overall and per voice."""
+        """Corpus-level WER and error counts, overall, per voice and per speaker, and the per-speaker
+        mean, in which each speaker weighs the same however many words they said."""
         for key, value in _score(self.rows).items():
             setattr(self, key, value)
-        for voice in sorted({r.voice for r in self.rows if r.voice}):
-            self.voices[voice] = _score([r for r in self.rows if r.voice == voice])
+        self.voices = _score_by(self.rows, "voice")
+        self.speakers = _score_by(self.rows, "speaker")
+        counted = [s["wer"] for s in self.speakers.values() if s["words"] >= MIN_SPEAKER_WORDS]
+        self.speaker_wer = sum(counted) / len(counted) if counted else None
 
 
 _COUNTS = ("errors", "words", "substitutions", "deletions", "insertions")
+# A speaker with fewer words moves by more than 10 points per error: left out of the per-speaker mean.
+MIN_SPEAKER_WORDS = 10
 
 
 def _score(rows: list[Row]) -> dict:
     """The corpus-level tally of `rows`: summed counts, and WER = summed word errors / summed reference words."""
     counts = {key: sum(getattr(r, key) for r in rows) for key in _COUNTS}
     return {"wer": counts["errors"] / counts["words"] if counts["words"] else 0.0, **counts}
+
+
+def _score_by(rows: list[Row], key: str) -> dict[str, dict]:
+    """The tally of the rows of each value of `key` (rows without one left out), by value."""
+    return {value: _score([r for r in rows if getattr(r, key) == value])
+            for value in sorted({getattr(r, key) for r in rows if getattr(r, key)})}
 
 
 @dataclass
@@ -134,18 +148,18 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
     conditions = [Condition(snr) for snr in snrs]
     for i, row in enumerate(rows):
         audio, frames = _inputs(row, task, cache)
-        uid, voice = row.get("id", row["path"]), row.get("voice", "")
+        uid, voice, speaker = row.get("id", row["path"]), row.get("voice", ""), row.get("speaker", "")
         no_face = "video" in TASK_MODALITIES[task] and frames is None
         for cond in conditions:
             if no_face:
-                cond.rows.append(Row.scored(uid, cond.snr, row["text"], "", voice, no_face=True))
+                cond.rows.append(Row.scored(uid, cond.snr, row["text"], "", voice, speaker, no_face=True))
                 continue
             mixed = audio
             if audio is not None and cond.snr is not None:
                 rng = np.random.default_rng([seed, zlib.crc32(uid.encode()), int(cond.snr * 10) + 1000])
                 mixed = noise.mix_at_snr(audio, noise.noise_like(noise_kind, len(audio), rng), cond.snr)
             hyp = rec.transcribe(mixed, frames, task, options).text
-            cond.rows.append(Row.scored(uid, cond.snr, row["text"], hyp, voice))
+            cond.rows.append(Row.scored(uid, cond.snr, row["text"], hyp, voice, speaker))
         if progress:
             progress("eval", i + 1, len(rows))
     for cond in conditions:

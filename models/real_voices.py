@@ -1,5 +1,6 @@
 """A manifest of real human recordings of letters and digits that exist offline, in Debian packages
-(scripts/setup.sh installs them), one voice label per source:
+(scripts/setup.sh installs them), one voice label per source (and a speaker label where one speaker has
+two sources, so that `eval` can weigh each speaker the same):
 
 - KLettres' English letter names (two speakers, `en` and `en_GB`);
 - qABCs' English letter names (one speaker);
@@ -31,6 +32,7 @@ ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 SAYTIME = Path("/usr/share/saytime")
 POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")
 N_STRINGS = 40  # Allison strings of 2-6 items
+ALLISON_SPEAKER = "allison-smith"  # her words and her strings: two voices, one speaker
 
 
 def _need(package: str, *paths: Path) -> None:
@@ -57,7 +59,7 @@ def _allison_strings(clips: dict[str, np.ndarray], out: Path, rng: np.random.Gen
             pieces.append(np.zeros(int(pause * SAMPLE_RATE), np.float32))
         name = f"allison-string-{i:02d}"
         rows.append({"id": name, "path": _write(out / f"{name}.wav", np.concatenate([*pieces, edge])),
-                     "text": " ".join(words), "voice": "asterisk:allison-strings"})
+                     "text": " ".join(words), "voice": "asterisk:allison-strings", "speaker": ALLISON_SPEAKER})
     return rows
 
 
@@ -85,7 +87,7 @@ def write_manifest(out: str | Path, seed: int = 0) -> Path:
     allison = {word: read_audio(f, fmt="g722") for word, f in allison_files.items()}
     for word, audio in allison.items():
         rows.append({"id": f"allison-{word}", "path": _write(out / f"allison-{word}.wav", audio), "text": word,
-                     "voice": "asterisk:allison"})
+                     "voice": "asterisk:allison", "speaker": ALLISON_SPEAKER})
     rows += _allison_strings(allison, out, np.random.default_rng(seed))
 
     saytime = _digit_files(SAYTIME, "au")  # headerless 8 kHz mu-law despite the .au name

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from smop_edge.apps import evaluate
 from smop_edge.apps.cli import main
 
 
@@ -48,7 +49,7 @@ def test_eval_json_reports_wer_per_condition_and_rows(dedr_bundle, tiny_corpus, 
     assert [p.stat().st_mtime_ns for p in crops] == stamp
 
 
-def test_eval_text_output_and_bad_requests(dedr_bundle, tiny_corpus, capsys, tmp_path):
+def test_eval_text_output_and_bad_requests(dedr_bundle, tiny_corpus, capsys, tmp_path, monkeypatch):
     manifest = str(tiny_corpus / "test" / "manifest.jsonl")
     code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--task", "asr", "--snr", "5",
                       "--noise", "white")
@@ -67,6 +68,17 @@ def test_eval_text_output_and_bad_requests(dedr_bundle, tiny_corpus, capsys, tmp
     for line, v in zip(lines[1:], cond["voices"].values()):
         assert line.endswith(f"({v['errors']} / {v['words']}: {v['substitutions']} sub, {v['deletions']} del, "
                              f"{v['insertions']} ins)")
+    # speakers named apart from the voices: a line per speaker, then the mean of the speakers' WERs
+    monkeypatch.setattr(evaluate, "MIN_SPEAKER_WORDS", 1)
+    named = tmp_path / "named.jsonl"
+    named.write_text("".join(json.dumps({**json.loads(line), "speaker": who}) + "\n"
+                             for line, who in zip(two.read_text().splitlines(), ["ann", "bob"])))
+    lines = _eval(capsys, str(named), "--bundle", str(dedr_bundle), "--task", "asr")[1].out.splitlines()
+    assert [line.split(":")[0] for line in lines[1:]] == ["  first", "  second", "  speaker ann", "  speaker bob",
+                                                          "  per speaker"]
+    assert [line.split(":", 1)[1] for line in lines[3:5]] == [line.split(":", 1)[1] for line in lines[1:3]]
+    mean = sum(v["wer"] for v in cond["voices"].values()) / 2
+    assert lines[5].startswith(f"  per speaker: WER {100 * mean:.1f} % (the mean of the 2 speakers")
     code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--task", "vsr", "--snr", "5")
     assert code == 2 and "vsr" in out.err
     code, out = _eval(capsys, manifest, "--bundle", str(dedr_bundle), "--snr", "loud")
@@ -77,6 +89,27 @@ def test_eval_text_output_and_bad_requests(dedr_bundle, tiny_corpus, capsys, tmp
     bad.write_text('{"text": "one"}\n')
     code, out = _eval(capsys, str(bad), "--bundle", str(dedr_bundle))
     assert code == 2 and "bad.jsonl:1" in out.err
+
+
+def test_tally_weighs_each_speaker_the_same_and_leaves_out_the_few_worded():
+    """Per voice and per speaker (a speaker may span voices; one without a speaker is its voice's), and the
+    per-speaker mean over speakers with MIN_SPEAKER_WORDS words or more, each counting once."""
+    def row(voice, speaker, wrong, n):
+        return evaluate.Row.scored(voice, None, " ".join(["one"] * n), " ".join(["one"] * (n - wrong) + ["two"] * wrong),
+                                   voice, speaker)
+
+    cond = evaluate.Condition(None, rows=[row("a-words", "ann", 1, 10), row("a-strings", "ann", 3, 10),
+                                          row("bob", "", 5, 10), row("cat", "", 2, 2)])
+    cond.tally()
+    assert cond.wer == pytest.approx(11 / 32)
+    assert {v: (t["errors"], t["words"]) for v, t in cond.voices.items()} == {
+        "a-words": (1, 10), "a-strings": (3, 10), "bob": (5, 10), "cat": (2, 2)}
+    assert {s: (t["errors"], t["words"]) for s, t in cond.speakers.items()} == {
+        "ann": (4, 20), "bob": (5, 10), "cat": (2, 2)}
+    assert evaluate.MIN_SPEAKER_WORDS > 2 and cond.speaker_wer == pytest.approx((4 / 20 + 5 / 10) / 2)
+    alone = evaluate.Condition(None, rows=[row("cat", "", 2, 2)])
+    alone.tally()
+    assert alone.speaker_wer is None
 
 
 def test_a_clip_without_a_face_counts_as_deleted_words(dedr_bundle, tiny_corpus, capsys, tmp_path):

@@ -19,6 +19,9 @@ def test_manifest_holds_every_source_and_each_clip_decodes_to_speech(tmp_path):
         "klettres:en": 26, "klettres:en_GB": 26, "qabcs:en": 26, "asterisk:allison": 37,
         "asterisk:allison-strings": real_voices.N_STRINGS, "saytime": 11, "pocketsphinx:cards": 1, "tidigits:dhd": 1}
     assert len({r["id"] for r in rows}) == len(rows)
+    # Allison's words and strings are one speaker; every other source is its own
+    assert {r["id"] for r in rows if "speaker" in r} == {r["id"] for r in rows if r["voice"].startswith("asterisk:")}
+    assert {r["speaker"] for r in rows if "speaker" in r} == {real_voices.ALLISON_SPEAKER}
     singles = {}
     for r in rows:
         assert set(r["text"].split()) <= set(WORDS), r
