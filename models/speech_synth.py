@@ -12,8 +12,10 @@ import os
 import pickle
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -21,6 +23,8 @@ from smop_edge.runtime.features import SAMPLE_RATE
 from smop_edge.runtime.media import read_audio
 
 from .talking_face import parse_psdur
+
+T = TypeVar("T")
 
 Phones = list[tuple[str, float]]  # (phone, end time in seconds)
 
@@ -92,6 +96,36 @@ def _festival(text: str, voice: str, rate: float, wav: Path) -> Phones:
 
 
 # ---- espeak-ng through its C API: audio plus phoneme events ------------------------------------
+def in_fork(work: Callable[[], T], died: str, seed: int = 1) -> T:
+    """work()'s result, computed in a fork of this process with libc's rand() seeded `seed` first, so that
+    nothing it changes (espeak-ng's state) outlives it; its error is raised here, `died` if it sent none."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: work, send the result (or the error) back, exit whatever happens
+        try:
+            os.close(read)
+            try:
+                ctypes.CDLL(None).srand(seed)
+                result = work()
+            except Exception as e:  # noqa: BLE001 - raised again in the parent
+                result = e
+            with os.fdopen(write, "wb") as f:
+                pickle.dump(result, f)
+        finally:
+            os._exit(0)  # never back into the parent's code, and without its cleanup
+    os.close(write)
+    try:
+        with os.fdopen(read, "rb") as f:
+            result = pickle.load(f)
+    except EOFError:
+        result = RuntimeError(died)
+    finally:
+        os.waitpid(pid, 0)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 class _EspeakEvent(ctypes.Structure):
     _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
                 ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
@@ -142,31 +176,7 @@ class _Espeak:
 
     def synth(self, text: str, voice: str, rate: float) -> tuple[np.ndarray, list[tuple[str, int]]]:
         """(16-bit-range float audio at the engine's rate, phoneme events), spoken by a fork of this process."""
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: speak, send the result (or the error) back, exit whatever happens
-            try:
-                os.close(read)
-                try:
-                    ctypes.CDLL(None).srand(1)
-                    result = self._speak(text, voice, rate)
-                except Exception as e:  # noqa: BLE001 - raised again in the parent
-                    result = e
-                with os.fdopen(write, "wb") as f:
-                    pickle.dump(result, f)
-            finally:
-                os._exit(0)  # never back into the parent's code, and without its cleanup
-        os.close(write)
-        try:
-            with os.fdopen(read, "rb") as f:
-                result = pickle.load(f)
-        except EOFError:
-            result = RuntimeError(f"espeak-ng died saying {text!r} with voice {voice!r}")
-        finally:
-            os.waitpid(pid, 0)
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return in_fork(lambda: self._speak(text, voice, rate), f"espeak-ng died saying {text!r} with voice {voice!r}")
 
     def _speak(self, text: str, voice: str, rate: float) -> tuple[np.ndarray, list[tuple[str, int]]]:
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:

@@ -5,12 +5,9 @@ Each synthesis runs in a fork of a freshly initialised engine (as models/speech_
 after other requests (the behaviour before bf98ee6) or with another rand() seed."""
 from __future__ import annotations
 
-import ctypes
-import os
-
 import numpy as np
 
-from smop_edge.models.speech_synth import _Espeak
+from smop_edge.models.speech_synth import _Espeak, in_fork
 
 REQUESTS = [("seven b four", "en-us+m1", 1.0), ("seven b four", "en-gb-x-rp+f3", 0.8),
             ("nine x two", "en-us+Annie", 1.1)]
@@ -23,22 +20,13 @@ SEED_VOICES = ["en-us+m1", "en-us+klatt", "en-gb-x-rp+f3", "en-us+Annie"]
 def speak(text: str, voice: str, rate: float, history=(), seed: int = 1) -> np.ndarray:
     """The samples of one request, spoken in a fork after `history`, with rand() seeded `seed` first."""
     engine = _Espeak.get()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        ctypes.CDLL(None).srand(seed)
+
+    def work() -> np.ndarray:
         for request in history:
             engine._speak(*request)
-        audio, _ = engine._speak(text, voice, rate)
-        os.write(write, audio.astype(np.float32).tobytes())
-        os._exit(0)
-    os.close(write)
-    data = b""
-    while chunk := os.read(read, 1 << 20):
-        data += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
-    return np.frombuffer(data, np.float32)
+        return engine._speak(text, voice, rate)[0]
+
+    return in_fork(work, f"espeak-ng died saying {text!r}", seed).astype(np.float32)
 
 
 def log_spectrogram(audio: np.ndarray) -> np.ndarray:
