@@ -297,9 +297,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if speaker not in cond.voices:
                 print(_tally_line(f"speaker {speaker}", v))
         if len(cond.speakers) > 1 and cond.speaker_wer is not None:
-            n = sum(v["words"] >= MIN_SPEAKER_WORDS for v in cond.speakers.values())
-            print(f"  per speaker: WER {100 * cond.speaker_wer:.1f} % (the mean of the {n} speakers with "
-                  f"{MIN_SPEAKER_WORDS} words or more, each weighing the same)")
+            print(f"  per speaker: WER {100 * cond.speaker_wer:.1f} % (the mean of the {len(cond.speakers_in_mean)} "
+                  f"speakers with {MIN_SPEAKER_WORDS} words or more, each weighing the same)")
     return 0
 
 

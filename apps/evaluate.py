@@ -61,6 +61,7 @@ class Condition:
     voices: dict[str, dict] = field(default_factory=dict)  # voice -> the same tally, when rows name one
     speakers: dict[str, dict] = field(default_factory=dict)  # speaker -> the same tally
     speaker_wer: float | None = None  # mean WER of the speakers with MIN_SPEAKER_WORDS words or more
+    speakers_in_mean: list[str] = field(default_factory=list)  # those speakers
 
     def tally(self) -> None:
         """Corpus-level WER and error counts, overall, per voice and per speaker, and the per-speaker
@@ -69,7 +70,8 @@ class Condition:
             setattr(self, key, value)
         self.voices = _score_by(self.rows, "voice")
         self.speakers = _score_by(self.rows, "speaker")
-        counted = [s["wer"] for s in self.speakers.values() if s["words"] >= MIN_SPEAKER_WORDS]
+        self.speakers_in_mean = [s for s, t in self.speakers.items() if t["words"] >= MIN_SPEAKER_WORDS]
+        counted = [self.speakers[s]["wer"] for s in self.speakers_in_mean]
         self.speaker_wer = sum(counted) / len(counted) if counted else None
 
 

@@ -107,6 +107,7 @@ def test_tally_weighs_each_speaker_the_same_and_leaves_out_the_few_worded():
     assert {s: (t["errors"], t["words"]) for s, t in cond.speakers.items()} == {
         "ann": (4, 20), "bob": (5, 10), "cat": (2, 2)}
     assert evaluate.MIN_SPEAKER_WORDS > 2 and cond.speaker_wer == pytest.approx((4 / 20 + 5 / 10) / 2)
+    assert cond.speakers_in_mean == ["ann", "bob"]
     alone = evaluate.Condition(None, rows=[row("cat", "", 2, 2)])
     alone.tally()
     assert alone.speaker_wer is None
