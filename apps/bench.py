@@ -336,7 +336,7 @@ def decoder_weight_bytes(bundle: Bundle) -> int:
 
 def run_bench(opts: BenchOptions, log: Log) -> dict[str, Any]:
     """Everything: limits, exports, inputs, rounds of workers, then the report dict."""
-    from smop_edge.models.corpus import read_manifest
+    from smop_edge.recipe.corpus import read_manifest
 
     src = zoo_source(opts, log) if opts.zoo else bundle_source(opts)
     if not opts.samples and src.bundle:

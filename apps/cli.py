@@ -223,7 +223,7 @@ def cmd_crop(args: argparse.Namespace) -> int:
 
 # ---- synth ------------------------------------------------------------------------------------------
 def cmd_synth(args: argparse.Namespace) -> int:
-    from smop_edge.models.corpus import synth_corpus
+    from smop_edge.recipe.corpus import synth_corpus
     from smop_edge.runtime.transcribe import progress_bar
 
     show = progress_bar(not args.quiet, piped_lines=True)
@@ -235,7 +235,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 # ---- train ------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from smop_edge.models.training import TrainOptions, set_threads, train
+    from smop_edge.recipe.training import TrainOptions, set_threads, train
     from smop_edge.runtime.transcribe import progress_bar
 
     set_threads(args.threads)
@@ -248,7 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         opts = opts.fine_tuning(args.init)
     show = progress_bar(not args.quiet, piped_lines=True)
     if args.word_bank:
-        from smop_edge.models import word_bank
+        from smop_edge.recipe import word_bank
 
         word_bank.build(args.word_bank, workers=args.workers,
                         progress=(lambda d, t: show("word bank", d, t)) if show else None)

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from smop_edge.models import noise
-from smop_edge.models.corpus import read_manifest
+from smop_edge.recipe import noise
+from smop_edge.recipe.corpus import read_manifest
 from smop_edge.runtime import crop_cache, lips, media
 from smop_edge.runtime.decoding import DecodingOptions
 from smop_edge.runtime.errors import UsageError

@@ -1,13 +1,13 @@
 """How much an espeak-ng clip depends on what the engine said before and on libc's rand() seed, against
 how much two voices differ: the spot check behind the README's "not the espeak-ng fix of bf98ee6".
     .venv/bin/python scripts/espeak_history_check.py
-Each synthesis runs in a fork of a freshly initialised engine (as models/speech_synth does), optionally
+Each synthesis runs in a fork of a freshly initialised engine (as recipe/speech_synth does), optionally
 after other requests (the behaviour before bf98ee6) or with another rand() seed."""
 from __future__ import annotations
 
 import numpy as np
 
-from smop_edge.models.speech_synth import _Espeak, in_fork
+from smop_edge.recipe.speech_synth import _Espeak, in_fork
 
 REQUESTS = [("seven b four", "en-us+m1", 1.0), ("seven b four", "en-gb-x-rp+f3", 0.8),
             ("nine x two", "en-us+Annie", 1.1)]

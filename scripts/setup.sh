@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # TTS voices, sox and ffmpeg for the demo corpus; klettres-data, qabcs-data, asterisk-core-sounds-en-g722,
 # saytime and pocketsphinx-testdata hold real human recordings of letters and digits (the demo model's
-# real-voice check, smop_edge.models.real_voices)
+# real-voice check, smop_edge.recipe.real_voices)
 APT_PACKAGES=(flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox ffmpeg
               libportaudio2 klettres-data qabcs-data asterisk-core-sounds-en-g722 saytime pocketsphinx-testdata)
 missing=()

@@ -36,7 +36,7 @@ $S export "$W/smop-tuned/checkpoint.pth" --tokenizer "$W/smop-tuned/tokenizer.js
     --audio-mode fast --experts fp32 --force
 
 # 4. evaluation: held-out synthetic split (task x babble SNR) and real human recordings (ASR)
-.venv/bin/python -m smop_edge.models.real_voices "$W/real"
+.venv/bin/python -m smop_edge.recipe.real_voices "$W/real"
 for bundle in smop-int8 smop-fp32 mlp-int8; do
     for task in asr vsr avsr; do
         snr="clean 10 5 0 -5"; [ $task = vsr ] && snr=clean
@@ -47,6 +47,6 @@ for bundle in smop-int8 smop-fp32 mlp-int8; do
 done
 # 5. ship: checkpoint, tokenizer, curves of both stages, int8 bundle and one right-transcribed held-out
 #    clip per engine
-.venv/bin/python -m smop_edge.models.demo_package "$W/smop" "$W/smop-tuned" "$W/smop-int8" "$W/corpus-test/manifest.jsonl" \
+.venv/bin/python -m smop_edge.recipe.demo_package "$W/smop" "$W/smop-tuned" "$W/smop-int8" "$W/corpus-test/manifest.jsonl" \
     "$W/eval-smop-int8-avsr.json" --out models/demo
 echo "recipe done: see $W/eval-*.json and models/demo/"

@@ -121,7 +121,7 @@ def write_wav(path, audio, rate: int = 16000, channels: int = 1):
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """Four training and two held-out utterances of the demo corpus (mp4 + manifest.jsonl)."""
-    from smop_edge.models.corpus import synth_corpus
+    from smop_edge.recipe.corpus import synth_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     synth_corpus(root / "train", 4, seed=5, split="train")
@@ -132,7 +132,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_word_bank(tmp_path_factory) -> Path:
     """A word bank of two training voices (flite and espeak), one speaker variant each."""
-    from smop_edge.models import speech_synth, word_bank
+    from smop_edge.recipe import speech_synth, word_bank
 
     voices = [v for v in speech_synth.TRAIN_VOICES if v.id in ("flite:kal", "espeak:en-us+m1")]
     return word_bank.build(tmp_path_factory.mktemp("words"), voices=voices, variants=1)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from smop_edge.apps.cli import main
-from smop_edge.models import corpus, face_scene
+from smop_edge.recipe import corpus, face_scene
 from smop_edge.runtime import media
 
 

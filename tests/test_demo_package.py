@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from smop_edge.models.demo_package import FILES, LOG, package, pick_samples
+from smop_edge.recipe.demo_package import FILES, LOG, package, pick_samples
 
 
 def _stage(folder, steps, dev_wer):

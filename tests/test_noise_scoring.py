@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from smop_edge.models import noise
+from smop_edge.recipe import noise
 from smop_edge.runtime.errors import UsageError
 from smop_edge.runtime.scoring import WordErrors, corpus_wer, edit_distance, word_errors
 
@@ -47,7 +47,7 @@ def test_babble_does_not_depend_on_what_the_process_synthesised_before():
     must come out whatever the calling process did first (eval was off by a few words between runs)."""
     import ctypes
 
-    from smop_edge.models import speech_synth
+    from smop_edge.recipe import speech_synth
 
     first = noise.babble.__wrapped__("test", seconds=3.0)
     ctypes.CDLL(None).rand()

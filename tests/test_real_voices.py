@@ -6,8 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from smop_edge.models import real_voices
-from smop_edge.models.corpus import WORDS
+from smop_edge.recipe import real_voices
+from smop_edge.recipe.corpus import WORDS
 from smop_edge.runtime.errors import UsageError
 from smop_edge.runtime.media import read_audio
 

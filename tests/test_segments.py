@@ -28,7 +28,7 @@ def test_silence_and_steady_noise_hold_no_speech():
 def _flite(text: str, tmp_path):
     import subprocess
 
-    from smop_edge.models.talking_face import parse_psdur
+    from smop_edge.recipe.talking_face import parse_psdur
     from smop_edge.runtime.media import read_audio
 
     wav = tmp_path / f"{abs(hash(text))}.wav"

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from smop_edge.models import speech_synth
-from smop_edge.models.speech_synth import Channel, Voice, synthesize
+from smop_edge.recipe import speech_synth
+from smop_edge.recipe.speech_synth import Channel, Voice, synthesize
 from smop_edge.runtime.features import SAMPLE_RATE
 
 

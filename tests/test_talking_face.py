@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from smop_edge.models.talking_face import FaceRig, parse_psdur, render, viseme_track
+from smop_edge.recipe.talking_face import FaceRig, parse_psdur, render, viseme_track
 from smop_edge.runtime.lip_cropper import (FaceMeshDetector, crop_mouths_with_transforms, key_points,
                                            mouth_opening, quiet_native_logs)
 

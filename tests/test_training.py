@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from smop_edge.models.training import TrainOptions, train
+from smop_edge.recipe.training import TrainOptions, train
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tiny_word_b
 def test_augmentation_without_jitter_is_the_runtime_input():
     import numpy as np
 
-    from smop_edge.models.train_data import Augment
+    from smop_edge.recipe.train_data import Augment
     from smop_edge.runtime import lips
 
     rng = np.random.default_rng(0)
@@ -174,7 +174,7 @@ def test_augmentation_without_jitter_is_the_runtime_input():
 
 
 def test_learning_rate_restarts_for_the_mixed_phase():
-    from smop_edge.models.training import learning_rate
+    from smop_edge.recipe.training import learning_rate
 
     opts = TrainOptions(steps=1000, asr_first=600, lr=1e-3, warmup=100)
     lr = [learning_rate(s, opts) for s in range(1000)]

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from smop_edge.models import word_bank
-from smop_edge.models.corpus import WORDS
-from smop_edge.models.word_bank import SILENCE, WordBank, frame_labels, trim
+from smop_edge.recipe import word_bank
+from smop_edge.recipe.corpus import WORDS
+from smop_edge.recipe.word_bank import SILENCE, WordBank, frame_labels, trim
 from smop_edge.runtime.features import SAMPLE_RATE
 
 

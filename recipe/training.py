@@ -23,20 +23,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from smop_edge.models import zoo
+from smop_edge.models.checkpoint import load_model, save_checkpoint
+from smop_edge.models.compression import compress
+from smop_edge.models.config import TASKS, ModelConfig, TokensConfig
+from smop_edge.models.llama_smop import LlamaSMoP
+from smop_edge.models.projector import load_balancing_loss, router_z_loss
+from smop_edge.models.tokenizer_builder import train_base_tokenizer
 from smop_edge.runtime.errors import CheckpointError, UsageError
 from smop_edge.runtime.features import ENCODER_FRAMES_PER_SECOND, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 from smop_edge.runtime.prompt import SpecialIds, prefix_segments
 from smop_edge.runtime.scoring import corpus_wer
 from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
 
-from . import curves, zoo
-from .checkpoint import load_model, save_checkpoint
-from .compression import compress
-from .config import TASKS, ModelConfig, TokensConfig
+from . import curves
 from .corpus import WORDS, sample_words
-from .llama_smop import LlamaSMoP
-from .projector import load_balancing_loss, router_z_loss
-from .tokenizer_builder import train_base_tokenizer
 from .word_bank import SILENCE, WordBank, frame_labels
 from .train_data import Augment, Batch, Example, batches, load_examples, make_batch
 
@@ -238,9 +239,8 @@ def learning_rate(step: int, opts: TrainOptions) -> float:
 def quick_wer(model: LlamaSMoP, tokenizer: TextTokenizer, examples: list[Example],
               tasks: list[str] | None = None) -> dict[str, float]:
     """Greedy WER per task (default: all the model's) on clean `examples` with the torch reference (fast audio mode)."""
+    from smop_edge.models.reference import ReferenceRecognizer
     from smop_edge.runtime import lips
-
-    from .reference import ReferenceRecognizer
 
     rec = ReferenceRecognizer(model, tokenizer, audio_mode="fast")
     out = {}

@@ -9,7 +9,7 @@ two sources, so that `eval` can weigh each speaker the same):
 - saytime's digits and "oh" (one speaker, 8 kHz mu-law: telephone band);
 - the pocketsphinx test recordings "five five" (cards) and "two nine three four zero" (TIDIGITS).
 
-    python -m smop_edge.models.real_voices build/real   # writes build/real/manifest.jsonl
+    python -m smop_edge.recipe.real_voices build/real   # writes build/real/manifest.jsonl
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ class WordBank:
                     data = np.load(path)
                     self.words[(voice.id, k)] = np.split(data["audio"], np.cumsum(data["lengths"])[:-1])
         if not self.words:
-            raise FileNotFoundError(f"no word bank in {folder} (build it with smop_edge.models.word_bank)")
+            raise FileNotFoundError(f"no word bank in {folder} (build it with smop_edge.recipe.word_bank)")
         self.by_engine: dict[str, list[tuple[str, int]]] = {}
         for key in self.words:
             self.by_engine.setdefault(key[0].split(":")[0], []).append(key)

@@ -1,6 +1,6 @@
 """Talking-face clips for the synthetic corpus: face identities made from clearly licensed photos
 (mirrored, stretched, skin tone), and per-clip scenes (head motion, blinks, scale, lighting, sensor
-noise) around the mouth renderer of `models.talking_face`.
+noise) around the mouth renderer of `recipe.talking_face`.
 """
 
 from __future__ import annotations

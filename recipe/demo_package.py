@@ -87,6 +87,6 @@ if __name__ == "__main__":
     parser.add_argument("bundle", help="exported int8-expert bundle")
     parser.add_argument("manifest", help="held-out manifest the evaluation ran on")
     parser.add_argument("eval_json", help="its `smop-edge eval --task avsr --json` report (with a clean condition)")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "demo"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "models" / "demo"))
     a = parser.parse_args()
     print(package(a.run, a.bundle, a.manifest, a.eval_json, a.out))
