@@ -134,13 +134,13 @@ def bundle_source(opts: BenchOptions) -> Source:
     bundle = load_bundle(opts.bundle)
     checkpoint = opts.checkpoint
     if not checkpoint:
-        name = bundle.manifest.get("source", {}).get("checkpoint")
+        name = bundle.manifest.source.get("checkpoint")
         checkpoint = next((f / name for f in (bundle.path, bundle.path.parent) if name and (f / name).is_file()), None)
         if checkpoint is None:
             raise UsageError(f"cannot find the checkpoint bundle {bundle.path} was exported from "
                              f"({name or 'not recorded'}): pass --checkpoint")
-    return Source(bundle.config, checkpoint, bundle.file(bundle.manifest["tokenizer"]["file"]),
-                  bundle.manifest["audio_mode"], bundle, False)
+    return Source(bundle.config.to_dict(), checkpoint, bundle.file(bundle.manifest.tokenizer.file),
+                  bundle.manifest.audio_mode, bundle, False)
 
 
 def zoo_source(opts: BenchOptions, log: Log) -> Source:
@@ -177,7 +177,7 @@ def _export_variant(checkpoint: str | None, config: dict | None, tokenizer: str,
     """Runs in a fresh process: a checkpoint (or a random-weight model of `config`) -> bundle."""
     from smop_edge.export.bundle import ExportOptions, export_bundle
     from smop_edge.models.checkpoint import load_model, random_init
-    from smop_edge.models.config import ModelConfig
+    from smop_edge.runtime.config import ModelConfig
     from smop_edge.runtime.tokenizer import load_tokenizer
 
     if checkpoint:
@@ -204,9 +204,9 @@ def variant_config(config: dict, model: str) -> dict:
 
 def _matches(bundle: Bundle, c: BenchConfig) -> bool:
     """Whether `bundle` was exported the way configuration `c` asks (its model aside)."""
-    q, m = bundle.manifest["quantization"], bundle.manifest
-    return (m["format"] == c.format and q["experts"] == c.experts and q["llm"] == c.llm
-            and m["audio_mode"] == c.audio_mode and not m.get("static"))
+    m = bundle.manifest
+    return (m.format == c.format and m.quantization.experts == c.experts and m.quantization.llm == c.llm
+            and m.audio_mode == c.audio_mode and not m.static)
 
 
 def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log: Log,
@@ -469,7 +469,7 @@ def _ratios(results: dict[str, Any], longest: Input, limits: machine_limits.Mach
             task: str) -> dict[str, Any]:
     """The issue's ratios at the longest input, each with whether its target is met."""
     from smop_edge.models import flops
-    from smop_edge.models.config import ModelConfig
+    from smop_edge.runtime.config import ModelConfig
 
     at, out, targets = longest.name, {}, {}
     torch_ms = _total(results, "torch-fp32", at)
@@ -505,7 +505,7 @@ def _ratios(results: dict[str, Any], longest: Input, limits: machine_limits.Mach
         if cfg.audio_encoder and "audio_encoder" in default["stages"] and task != "vsr":
             audio = features.align_audio_to_video(npz["audio"], len(npz["frames"])) if task == "avsr" else npz["audio"]
             mel, _ = features.audio_encoder_input(audio, cfg.audio_encoder.mel_bins,
-                                                  bundle.manifest["audio_mode"] == "faithful")
+                                                  bundle.manifest.audio_mode == "faithful")
             encoders["audio_encoder"] = flops.audio_encoder(cfg.audio_encoder, mel.shape[1])
         if cfg.video_encoder and "video_encoder" in default["stages"]:
             encoders["video_encoder"] = flops.video_encoder(cfg.video_encoder, len(npz["frames"]))

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from smop_edge.runtime import DEMO_BUNDLE
 from smop_edge.runtime.errors import SmopEdgeError, UsageError
 
 
@@ -110,8 +111,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                   "zoo_match": loaded.inferred.zoo_match}
     manifest = export_bundle(model, tokenizer, Path(args.out), options, source)
     if args.json:
-        print(json.dumps({"bundle": args.out, "stages": manifest["stages"], "parity": manifest["parity"],
-                          "quantization": manifest["quantization"]}, indent=2))
+        data = manifest.to_dict()
+        print(json.dumps({"bundle": args.out, **{k: data[k] for k in ("stages", "parity", "quantization")}}, indent=2))
     return 0
 
 
@@ -123,48 +124,23 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from smop_edge.runtime.bundle import load_bundle
-    from smop_edge.runtime.decoding import DecodingOptions
     from smop_edge.runtime.errors import BundleError
-    from smop_edge.runtime.recognizer import Recognizer
+    from smop_edge.runtime.verify import self_test
 
-    bundle = load_bundle(args.bundle, verify=True)
-    backend = args.backend or ("onnxruntime" if bundle.manifest["format"] == "onnx" else "openvino")
-    rec = Recognizer.from_bundle(args.bundle, backend=backend)
-    test = bundle.manifest["self_test"]
-    if "reference_tokens" not in test:
-        raise BundleError(f"{args.bundle} was exported without parity (a benchmark variant): it has no "
-                          "self-test reference to verify against")
-    data = np.load(bundle.file(test["file"]))
-    out = rec.transcribe(audio=data["audio"] if "audio" in data else None,
-                         frames=data["frames"] if "frames" in data else None, task=test["task"],
-                         options=DecodingOptions(max_new_tokens=test["max_new_tokens"]))
-    ok = out.tokens == test["reference_tokens"]
-    result = {"bundle": str(args.bundle), "backend": backend, "sha256": "ok", "self_test": "pass" if ok else "fail",
-              "task": out.task, "text": out.text, "reference_text": test["reference_text"]}
-    print(json.dumps(result, indent=2) if args.json else
-          f"sha256: ok ({len(bundle.manifest['files'])} files)\nself-test ({backend}, {out.task}): "
-          f"{'pass' if ok else 'FAIL'}\n  bundle:    {out.text!r}\n  reference: {test['reference_text']!r}")
-    if not ok:
+    result = self_test(args.bundle, args.backend)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.describe())
+    if not result.passed:
         raise BundleError(f"{args.bundle}: self-test transcript differs from the torch reference's")
     return 0
 
 
 # ---- transcribe --------------------------------------------------------------------------------------
-DEMO_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "demo" / "bundle"
-
-
 def _open_bundle(args: argparse.Namespace):
     """The Recognizer of `--bundle` (default: the demo bundle) on the chosen backend."""
-    from smop_edge.runtime.recognizer import Recognizer
+    from smop_edge.runtime import load_recognizer
 
-    bundle = Path(args.bundle) if args.bundle else DEMO_BUNDLE
-    if not args.bundle and not (bundle / "manifest.json").exists():
-        raise UsageError("no --bundle given and the demo bundle is not installed (see the README)")
-    return Recognizer.from_bundle(bundle, backend=args.backend, device=args.device, threads=args.threads,
-                                  precision=args.precision)
+    return load_recognizer(args.bundle, backend=args.backend, device=args.device, threads=args.threads,
+                           precision=args.precision)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:

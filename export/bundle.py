@@ -3,7 +3,6 @@ self-test, manifest with parity figures and sha256 sums). Build -> export -> ver
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -14,14 +13,14 @@ from typing import Any, Callable
 import numpy as np
 
 from smop_edge.runtime import features
-from smop_edge.runtime.bundle import MANIFEST, SCHEMA_VERSION, sha256_file
+from smop_edge.runtime.bundle import sha256_file
 from smop_edge.runtime.errors import UsageError
+from smop_edge.runtime.manifest import (AUDIO_MODES, FORMATS, MANIFEST, SCHEMA_VERSION, Embeddings, Manifest,
+                                        Preprocessing, Quantization, SelfTest, StaticShapes, TokenizerEntry)
 from smop_edge.runtime.prompt import TASK_MODALITIES, SpecialIds
 
 from .quantize import ENCODER_MODES, EXPERT_MODES, LLM_MODES
 
-FORMATS = ("onnx", "openvino")
-AUDIO_MODES = ("faithful", "fast")
 SELF_TEST_FILE = "self_test.npz"
 
 
@@ -97,7 +96,7 @@ def self_test_input(cfg, seconds: float, seed: int = 0) -> tuple[str, np.ndarray
 
 
 def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: dict[str, Any],
-                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  log: Callable[[str], None] | None = None) -> Manifest:
     """Write the bundle for `model` (a LlamaSMoP, in its checkpoint's dtype: each stage is cast to fp32
     only while its graph is built) and `tokenizer` (with the AVSR tokens). Parity is then measured
     against the fp32 model."""
@@ -122,37 +121,25 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
     task, audio, frames = self_test_input(cfg, options.self_test_seconds)
     np.savez(out / SELF_TEST_FILE, **{k: v for k, v in (("audio", audio), ("frames", frames)) if v is not None})
 
-    manifest: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "created_by": _versions(),
-        "source": source,
-        "format": options.format,
-        "audio_mode": options.audio_mode,
-        "model": cfg.to_dict(),
-        "tokenizer": {"file": "tokenizer.json", "special_ids": {}, "prompts": cfg.tokens.prompts},
-        "preprocessing": {
-            "sample_rate": features.SAMPLE_RATE, "n_fft": features.N_FFT, "hop_length": features.HOP_LENGTH,
-            "mel_bins": cfg.audio_encoder.mel_bins if cfg.has_audio else None, "normalize_eps": 1e-8,
-            "pad_to_30s": options.audio_mode == "faithful", "video_fps": features.VIDEO_FPS,
-            "samples_per_video_frame": features.SAMPLES_PER_VIDEO_FRAME, "mouth_roi": 96, "mouth_crop": 88,
-            "pixel_mean": 0.421, "pixel_std": 0.165},
-        "stages": stages,
-        "embeddings": {"file": "embed_tokens.npy", "dtype": np.dtype(emb_dtype).name,
-                       "shape": [cfg.llm.vocab, cfg.llm.hidden]},
-        "quantization": {"experts": options.experts, "router": "fp32", "layer_norm": "fp32", "llm": options.llm,
-                         "encoders": options.encoders,
-                         # ONNX Runtime computes next to 8-bit weights in int8 (see weight_compression)
-                         "activations": {part: "int8" if options.format == "onnx" and mode == "int8" else "fp32"
-                                         for part, mode in (("llm", options.llm), ("encoders", options.encoders))}},
-        "self_test": {"file": SELF_TEST_FILE, "task": task, "max_new_tokens": options.self_test_tokens},
-        "static": {"audio_buckets": list(options.audio_buckets) if options.audio_mode == "fast" else [3000],
-                   "video_buckets": list(options.video_buckets), "projector_chunk": options.projector_chunk,
-                   "decoder_chunk": options.decoder_chunk, "kv_capacity": options.kv_capacity}
-                  if options.static else None,
-    }
-    manifest["tokenizer"]["special_ids"] = asdict(SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos,
-                                                                          cfg.tokens.added))
-    manifest["parity"] = None
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION, created_by=_versions(), source=source, format=options.format,
+        audio_mode=options.audio_mode, model=cfg,
+        tokenizer=TokenizerEntry("tokenizer.json", asdict(SpecialIds.from_tokenizer(
+            tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)), cfg.tokens.prompts),
+        preprocessing=Preprocessing(pad_to_30s=options.audio_mode == "faithful",
+                                    mel_bins=cfg.audio_encoder.mel_bins if cfg.has_audio else None),
+        stages=stages,
+        embeddings=Embeddings("embed_tokens.npy", np.dtype(emb_dtype).name, [cfg.llm.vocab, cfg.llm.hidden]),
+        quantization=Quantization(
+            experts=options.experts, router="fp32", layer_norm="fp32", llm=options.llm, encoders=options.encoders,
+            # ONNX Runtime computes next to 8-bit weights in int8 (see weight_compression)
+            activations={part: "int8" if options.format == "onnx" and mode == "int8" else "fp32"
+                         for part, mode in (("llm", options.llm), ("encoders", options.encoders))}),
+        self_test=SelfTest(SELF_TEST_FILE, task, options.self_test_tokens),
+        static=StaticShapes(list(options.audio_buckets) if options.audio_mode == "fast" else [3000],
+                            list(options.video_buckets), options.projector_chunk, options.decoder_chunk,
+                            options.kv_capacity) if options.static else None,
+    )
     _write_manifest(out, manifest)
     if not options.parity:
         log(f"done in {time.perf_counter() - started:.1f} s: {out} (parity not measured)")
@@ -165,18 +152,16 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
     rec = Recognizer.from_bundle(out, backend=backend)
     figures = parity.measure(ref, rec, audio, frames, task, options.self_test_tokens)
     e2e = figures["end_to_end"]
-    manifest["parity"] = {"backend": backend, **figures}
-    manifest["self_test"].update({"reference_tokens": e2e["reference_tokens"], "reference_text": e2e["reference_text"]})
+    manifest.parity = {"backend": backend, **figures}
+    manifest.self_test.reference_tokens, manifest.self_test.reference_text = e2e["reference_tokens"], e2e["reference_text"]
     _write_manifest(out, manifest)
     log(f"done in {time.perf_counter() - started:.1f} s: {out} (self-test tokens "
         f"{'equal' if e2e['tokens_equal'] else 'DIFFER'}, agreement {e2e['token_agreement']:.2f})")
     return manifest
 
 
-def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    manifest["files"] = {p.name: sha256_file(p) for p in sorted(out.iterdir())
-                         if p.is_file() and p.name != MANIFEST}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+def _write_manifest(out: Path, manifest: Manifest) -> None:
+    manifest.write(out, {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != MANIFEST})
 
 
 def _versions() -> dict[str, str]:

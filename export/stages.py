@@ -10,13 +10,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import onnx
 
 from smop_edge.models.llama_smop import LlamaSMoP
 from smop_edge.runtime.bundle import Bundle, load_bundle
 from smop_edge.runtime.errors import BundleError
+from smop_edge.runtime.manifest import BucketGraph, Stage, TensorSpec
 
 from .decoder_graph import export_decoder
 from .encoder_graphs import export_audio_encoder, export_video_encoder, share_weights
@@ -83,12 +84,12 @@ def _plan(model: LlamaSMoP, options) -> list[tuple[str, int | None, Build, str]]
     return plan
 
 
-def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], None]) -> dict[str, Any]:
+def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], None]) -> dict[str, Stage]:
     """Write one graph per stage (one per bucket for static encoders) into `out`; return the
     manifest's `stages` section."""
     cfg = model.cfg
     plan = _plan(model, options)
-    stages: dict[str, Any] = {}
+    stages: dict[str, Stage] = {}
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         work = out if options.format == "onnx" else Path(tmp)
         first_bucket: dict[str, Path] = {}
@@ -115,16 +116,14 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
                 file = onnx_path.name
             else:
                 file = _to_openvino(onnx_path, out / f"{stem}.xml", bits)
-            entry = {"file": file, **spec}
             if bucket:
-                stages.setdefault(name, {"quantization": quant, "buckets": []})["buckets"].append(
-                    {"size": bucket, **entry})
+                stages.setdefault(name, Stage(quant, buckets=[])).buckets.append(BucketGraph(file, *spec, size=bucket))
+            elif name == "projector":
+                stages[name] = Stage({"experts": quant, "router": "fp32", "layer_norm": "fp32"}, file, *spec,
+                                     input_widths={m: cfg.projector_input_dim(m) for m in ("audio", "video")
+                                                   if getattr(cfg, f"has_{m}")})
             else:
-                stages[name] = {**entry, "quantization": quant}
-            if name == "projector":
-                stages[name]["quantization"] = {"experts": quant, "router": "fp32", "layer_norm": "fp32"}
-                stages[name]["input_widths"] = {m: cfg.projector_input_dim(m) for m in ("audio", "video")
-                                                if getattr(cfg, f"has_{m}")}
+                stages[name] = Stage(quant, file, *spec)
             release_memory()
             log(f"[{i}/{len(plan)}] {what}: done in {time.perf_counter() - t0:.1f} s")
     return stages
@@ -142,21 +141,22 @@ def _reusable(cfg, stage: str, quant: str, options) -> Bundle | None:
         except BundleError:
             continue
         m = bundle.manifest
-        if (stage in bundle.stages and not m.get("static") and m["format"] == options.format
-                and bundle.stages[stage]["quantization"] == quant and body(bundle.config) == body(cfg.to_dict())
-                and (stage != "audio_encoder" or m["audio_mode"] == options.audio_mode)):
+        if (stage in bundle.stages and not m.static and m.format == options.format
+                and bundle.stages[stage].quantization == quant
+                and body(bundle.config.to_dict()) == body(cfg.to_dict())
+                and (stage != "audio_encoder" or m.audio_mode == options.audio_mode)):
             return bundle
     return None
 
 
-def link_stage(bundle: Bundle, stage: str, out: Path) -> dict[str, Any]:
+def link_stage(bundle: Bundle, stage: str, out: Path) -> Stage:
     """Hard-link (copy where linking fails) a stage's files from `bundle` into `out`; its manifest entry."""
     for src in bundle.stage_files(stage):
         try:
             os.link(src, out / src.name)
         except OSError:
             shutil.copy2(src, out / src.name)
-    return dict(bundle.stages[stage])
+    return bundle.stages[stage]
 
 
 def _save(model: onnx.ModelProto, path: Path) -> Path:
@@ -174,7 +174,7 @@ def _to_openvino(onnx_path: Path, xml: Path, bits: int | None) -> str:
     return xml.name
 
 
-def _io_spec(path: Path) -> dict[str, list[dict[str, Any]]]:
+def _io_spec(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Graph inputs/outputs: name, shape (ints or symbolic names) and dtype."""
     model = onnx.load(str(path), load_external_data=False)
 
@@ -183,8 +183,7 @@ def _io_spec(path: Path) -> dict[str, list[dict[str, Any]]]:
         for v in values:
             t = v.type.tensor_type
             shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
-            result.append({"name": v.name, "shape": shape,
-                           "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name})
+            result.append(TensorSpec(v.name, shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name))
         return result
 
-    return {"inputs": spec(model.graph.input), "outputs": spec(model.graph.output)}
+    return spec(model.graph.input), spec(model.graph.output)

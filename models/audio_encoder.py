@@ -10,7 +10,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from smop_edge.runtime.features import N_FRAMES_30S
 
-from .config import AudioEncoderConfig
+from smop_edge.runtime.config import AudioEncoderConfig
 
 
 class AudioEncoder(WhisperEncoder):

@@ -19,7 +19,7 @@ import torch
 from smop_edge.runtime.errors import CheckpointError, UsageError
 
 from . import zoo
-from .config import ModelConfig, flatten, set_path
+from smop_edge.runtime.config import ModelConfig, flatten, set_path
 
 # Training leftovers that the authors' checkpoints carry and inference never uses.
 LEFTOVER_PATTERNS = (

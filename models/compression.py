@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import CompressionConfig
+from smop_edge.runtime.config import CompressionConfig
 
 
 def compress(x: torch.Tensor, cfg: CompressionConfig) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from smop_edge.runtime.lips import CROP_SIZE
 
-from .config import AudioEncoderConfig, VideoEncoderConfig
+from smop_edge.runtime.config import AudioEncoderConfig, VideoEncoderConfig
 
 
 def _transformer(tokens: int, d: int, ffn: int, layers: int) -> float:

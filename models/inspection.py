@@ -9,7 +9,7 @@ from typing import Any
 from smop_edge.runtime.tokenizer import load_tokenizer
 
 from .checkpoint import LoadedCheckpoint
-from .config import ModelConfig, flatten
+from smop_edge.runtime.config import ModelConfig, flatten
 
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 

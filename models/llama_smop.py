@@ -10,7 +10,7 @@ from smop_edge.runtime.prompt import Segment
 
 from .audio_encoder import AudioEncoder
 from .compression import compress
-from .config import ModelConfig
+from smop_edge.runtime.config import ModelConfig
 from .llm import build_llm
 from .projector import MLPProjector, Routing, SparseMixtureOfProjectors
 from .video_encoder import VideoEncoder

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from .config import LLMConfig
+from smop_edge.runtime.config import LLMConfig
 
 
 class LoRAProjection(nn.Linear):

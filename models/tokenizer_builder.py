@@ -9,7 +9,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from smop_edge.runtime.errors import UsageError
 
-from .config import ModelConfig, TokensConfig
+from smop_edge.runtime.config import ModelConfig, TokensConfig
 
 SAMPLE_TEXT = [
     "transcribe speech to text.", "transcribe video to text.", "transcribe speech and video to text.",

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import VideoEncoderConfig
+from smop_edge.runtime.config import VideoEncoderConfig
 
 
 class BasicBlock(nn.Module):

@@ -13,7 +13,7 @@ import dataclasses
 
 from smop_edge.runtime.errors import UsageError
 
-from .config import (AudioEncoderConfig, CompressionConfig, LLMConfig, ModelConfig, ProjectorConfig,
+from smop_edge.runtime.config import (AudioEncoderConfig, CompressionConfig, LLMConfig, ModelConfig, ProjectorConfig,
                      RopeScalingConfig, VideoEncoderConfig)
 
 # ---- component families (what a state dict cannot say about them) ------------------------------

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from smop_edge.models import zoo
 from smop_edge.models.checkpoint import load_model, save_checkpoint
 from smop_edge.models.compression import compress
-from smop_edge.models.config import TASKS, ModelConfig, TokensConfig
+from smop_edge.runtime.config import TASKS, ModelConfig, TokensConfig
 from smop_edge.models.llama_smop import LlamaSMoP
 from smop_edge.models.projector import load_balancing_loss, router_z_loss
 from smop_edge.models.tokenizer_builder import train_base_tokenizer

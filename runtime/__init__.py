@@ -1,4 +1,38 @@
-"""Torch-free inference: media, lip crops, features, graph sessions, routing, decoding.
+"""Torch-free inference: media, lip crops, features, graph sessions, routing, decoding, and the one
+public API every app uses:
 
-Nothing under this package may import torch (a test enforces it).
+    from smop_edge.runtime import load_recognizer
+    rec = load_recognizer()                  # the embedded demo model, or load_recognizer("bundle/")
+    rec.transcribe("clip.mp4").text          # a media file (or arrays: audio=..., frames=...)
+    stream = rec.create_stream()             # live input: accept_waveform / accept_frame / decode
+
+Nothing under this package may import torch, the model package or the recipe (a test enforces it).
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .decoding import DecodingOptions
+from .errors import (BundleError, InputError, SmopEdgeError, UnsuitableInputError, UsageError)
+from .recognizer import Recognizer, Transcript
+from .stream import Stream, StreamOptions, StreamResult
+from .transcribe import FileTranscript, Segment
+
+# the shipped demo model's bundle (the repository's models/demo/bundle)
+DEMO_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "demo" / "bundle"
+
+
+def load_recognizer(bundle: str | Path | None = None, backend: str = "onnxruntime", device: str = "CPU",
+                    threads: int | None = None, precision: str = "f32") -> Recognizer:
+    """Open a bundle (default: the embedded demo model) after checking every file's sha256."""
+    if bundle is None:
+        if not (DEMO_BUNDLE / "manifest.json").is_file():
+            raise UsageError("no bundle given and the demo bundle is not installed (see the README)")
+        bundle = DEMO_BUNDLE
+    return Recognizer.from_bundle(bundle, backend=backend, device=device, threads=threads, precision=precision)
+
+
+__all__ = ["load_recognizer", "Recognizer", "Transcript", "FileTranscript", "Segment", "Stream", "StreamOptions",
+           "StreamResult", "DecodingOptions", "DEMO_BUNDLE", "SmopEdgeError", "UsageError", "InputError",
+           "BundleError", "UnsuitableInputError"]

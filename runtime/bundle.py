@@ -1,18 +1,14 @@
-"""Reading an exported bundle: the manifest, and the sha256 of every file, checked before loading."""
+"""Reading an exported bundle: the typed manifest, and the sha256 of every file, checked before loading."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from .config import ModelConfig
 from .errors import BundleError
-
-MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
-STAGES = ("audio_encoder", "video_encoder", "projector", "decoder")
+from .manifest import MANIFEST, Manifest, Preprocessing, Stage
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -25,18 +21,18 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 @dataclass
 class Bundle:
-    """A bundle directory and its manifest (a plain dict, see DESIGN §2)."""
+    """A bundle directory and its manifest (see docs/design.md §2)."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
-    def config(self) -> dict[str, Any]:
-        return self.manifest["model"]
+    def config(self) -> ModelConfig:
+        return self.manifest.model
 
     @property
-    def stages(self) -> dict[str, dict[str, Any]]:
-        return self.manifest["stages"]
+    def stages(self) -> dict[str, Stage]:
+        return self.manifest.stages
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -44,13 +40,13 @@ class Bundle:
     def stage_files(self, stage: str) -> list[Path]:
         """A (dynamic) stage's graph file and the files that go with it: external weights
         (`decoder.onnx.data`) or OpenVINO's `.bin`, i.e. every file named `<graph stem>.*`."""
-        stem = Path(self.stages[stage]["file"]).stem
+        stem = Path(self.stages[stage].graph().file).stem
         return sorted(p for p in self.path.iterdir() if p.is_file() and p.name.startswith(stem + "."))
 
     def verify_files(self) -> list[str]:
         """Names of files whose sha256 differs from the manifest's or that are missing."""
         bad = []
-        for name, digest in self.manifest.get("files", {}).items():
+        for name, digest in self.manifest.files.items():
             path = self.path / name
             if not path.is_file() or sha256_file(path) != digest:
                 bad.append(name)
@@ -60,19 +56,14 @@ class Bundle:
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     """Open a bundle directory; with `verify`, refuse it unless every file's sha256 matches."""
     path = Path(path)
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        raise BundleError(f"not a smop-edge bundle (no {MANIFEST}): {path}")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"corrupt {MANIFEST} in {path}: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
-        raise BundleError(f"{path}: unsupported bundle schema {manifest.get('schema_version') if isinstance(manifest, dict) else None}"
-                          f" (this smop-edge reads version {SCHEMA_VERSION})")
-    for key in ("model", "stages", "files", "tokenizer"):
-        if key not in manifest:
-            raise BundleError(f"{path}: manifest lacks {key!r}")
+    manifest = Manifest.read(path)
+    outside = sorted(name for name in manifest.files if Path(name).name != name or name in ("", ".", ".."))
+    if outside:
+        raise BundleError(f"{path}: the manifest names files outside the bundle directory: {', '.join(outside)}")
+    expected = Preprocessing(manifest.preprocessing.pad_to_30s, manifest.preprocessing.mel_bins)
+    if manifest.preprocessing != expected:
+        raise BundleError(f"{path}: the bundle was made for other preprocessing constants than this smop-edge's "
+                          f"({manifest.preprocessing} vs {expected})")
     bundle = Bundle(path, manifest)
     if verify:
         bad = bundle.verify_files()

@@ -20,9 +20,10 @@ ENCODER_FRAMES_PER_SECOND = 50
 MIN_ENCODER_FRAMES = 25
 VIDEO_FPS = 25
 SAMPLES_PER_VIDEO_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640: audio is cut/padded to this per frame
+NORMALIZE_EPS = 1e-8
 
 
-def normalize_waveform(waveform: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+def normalize_waveform(waveform: np.ndarray, eps: float = NORMALIZE_EPS) -> np.ndarray:
     """Zero mean, unit variance over the whole utterance, as the authors' layer_norm(x, x.shape, eps)."""
     x = np.asarray(waveform, dtype=np.float64)
     if x.ndim != 1:

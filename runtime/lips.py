@@ -18,7 +18,7 @@ def to_gray(frames: np.ndarray) -> np.ndarray:
 
 
 def normalize_rois(rois: np.ndarray) -> np.ndarray:
-    """96x96 mouth ROIs [T, 96, 96(, 3)] uint8 -> centre 88x88, gray, x / 255, (x - 0.421) / 0.165."""
+    """96x96 mouth ROIs [T, 96, 96(, 3)] uint8 -> centre 88x88, gray, x / 255, (x - mean) / std."""
     gray = to_gray(rois)
     if gray.shape[1:] != (ROI_SIZE, ROI_SIZE):
         raise ValueError(f"mouth ROIs must be {ROI_SIZE}x{ROI_SIZE}, got {gray.shape[1]}x{gray.shape[2]}")

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from .errors import UsageError
 from .prompt import TASK_MODALITIES, SpecialIds, pick_task, prefix_segments
 from .sessions import GraphSession, open_session
 from .tokenizer import TextTokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from .stream import Stream, StreamOptions
 
 
 @dataclass
@@ -112,32 +115,31 @@ def _bucket(sizes: list[int], n: int, what: str) -> int:
 
 
 class Recognizer:
-    """The public runtime API: `Recognizer.from_bundle(path).transcribe(audio=..., frames=...)`."""
+    """A loaded bundle: `transcribe` a file or arrays, or `create_stream` for live input. Made by
+    `smop_edge.runtime.load_recognizer` (or `Recognizer.from_bundle`)."""
 
     def __init__(self, bundle: Bundle, open_graph: Callable[[Path], GraphSession], tokenizer: TextTokenizer,
                  embeddings: np.ndarray) -> None:
         self.bundle, self.tokenizer, self.embeddings = bundle, tokenizer, embeddings
         self._open, self._sessions = open_graph, {}
         cfg = bundle.config
-        self.tasks: list[str] = cfg["tasks"]
-        self.faithful = bundle.manifest["audio_mode"] == "faithful"
-        self.static = bundle.manifest.get("static")
-        tokens = cfg["tokens"]
-        self.ids = SpecialIds.from_tokenizer(tokenizer, tokens["bos"], tokens["eos"], tokens["added"])
+        self.tasks: list[str] = cfg.tasks
+        self.faithful = bundle.manifest.audio_mode == "faithful"
+        self.static = bundle.manifest.static
+        self.ids = SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)
 
     @classmethod
     def from_bundle(cls, path: str | Path, backend: str = "onnxruntime", device: str = "CPU",
                     threads: int | None = None, precision: str = "f32", exact: bool = True) -> "Recognizer":
         """Verify the bundle's sha256 sums, then load graphs on `backend` (each when first needed)."""
         bundle = load_bundle(path, verify=True)
-        fmt = bundle.manifest["format"]
+        fmt = bundle.manifest.format
         if backend == "onnxruntime" and fmt != "onnx":
             raise UsageError(f"bundle {path} holds {fmt} graphs; use --backend openvino")
         open_graph = partial(open_session, backend=backend, device=device, threads=threads, precision=precision,
                              exact=exact)
-        embeddings = np.load(bundle.file(bundle.manifest["embeddings"]["file"]), mmap_mode="r")
-        tok = load_tokenizer(bundle.file(bundle.manifest["tokenizer"]["file"]),
-                             expected_size=bundle.config["llm"]["vocab"])
+        embeddings = np.load(bundle.file(bundle.manifest.embeddings.file), mmap_mode="r")
+        tok = load_tokenizer(bundle.file(bundle.manifest.tokenizer.file), expected_size=bundle.config.llm.vocab)
         rec = cls(bundle, open_graph, tok, embeddings)
         rec.session("projector")  # fail early on a graph the backend cannot load
         return rec
@@ -145,11 +147,15 @@ class Recognizer:
     def session(self, stage: str, bucket: int | None = None) -> GraphSession:
         key = (stage, bucket)
         if key not in self._sessions:
-            entry = self.bundle.stages[stage]
-            if bucket is not None:
-                entry = next(b for b in entry["buckets"] if b["size"] == bucket)
-            self._sessions[key] = self._open(self.bundle.file(entry["file"]))
+            self._sessions[key] = self._open(self.bundle.file(self.bundle.stages[stage].graph(bucket).file))
         return self._sessions[key]
+
+    def create_stream(self, task: str | None = None, options: DecodingOptions | None = None,
+                      stream_options: "StreamOptions | None" = None) -> "Stream":
+        """A live input (audio chunks, optional video frames) that yields partial and final results."""
+        from .stream import Stream
+
+        return Stream(self, task, options, stream_options)
 
     # ---- stages ---------------------------------------------------------------------------------
     def encode_video(self, frames: np.ndarray) -> np.ndarray:
@@ -160,7 +166,7 @@ class Recognizer:
         t = frames.shape[0]
         if not self.static:
             return self.session("video_encoder").run({"frames": frames[None]})["video_features"][0]
-        size = _bucket(self.static["video_buckets"], t, "video")
+        size = _bucket(self.static.video_buckets, t, "video")
         padded = np.zeros((1, size) + frames.shape[1:], np.float32)
         padded[0, :t] = frames
         mask = np.arange(size)[None] >= t
@@ -171,15 +177,14 @@ class Recognizer:
         timings = {} if timings is None else timings
         t0 = time.perf_counter()
         try:
-            mel, keep = features.audio_encoder_input(audio, self.bundle.config["audio_encoder"]["mel_bins"],
-                                                     self.faithful)
+            mel, keep = features.audio_encoder_input(audio, self.bundle.config.audio_encoder.mel_bins, self.faithful)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         timings["features"] = elapsed_ms(t0)
         t0 = time.perf_counter()
         if self.static and not self.faithful:
             n = mel.shape[1]
-            size = _bucket(self.static["audio_buckets"], n, "audio")
+            size = _bucket(self.static.audio_buckets, n, "audio")
             feeds = {"mel": np.pad(mel, ((0, 0), (0, size - n)))[None], "mel_mask": (np.arange(size) < n)[None]}
             out = self.session("audio_encoder", size).run(feeds)
         else:
@@ -192,14 +197,14 @@ class Recognizer:
         stage = self.bundle.stages["projector"]
         session = self.session("projector")
         names = [m for m in ("audio", "video") if f"{m}_tokens" in session.input_names]
-        chunk = self.static["projector_chunk"] if self.static else None
+        chunk = self.static.projector_chunk if self.static else None
         longest = max(len(x) for x in tokens.values())
         size = chunk or longest
         results: dict[str, list[np.ndarray]] = {}
         for start in range(0, longest, size):
             feeds = {}
             for m in names:  # a modality the task does not use gets zeros
-                x = tokens.get(m, np.zeros((0, stage["input_widths"][m]), np.float32))[start:start + size]
+                x = tokens.get(m, np.zeros((0, stage.input_widths[m]), np.float32))[start:start + size]
                 rows = size if chunk else max(len(x), 1)
                 feeds[f"{m}_tokens"] = np.pad(x, ((0, rows - len(x)), (0, 0))).astype(np.float32)
             for key, value in session.run(feeds).items():
@@ -208,11 +213,11 @@ class Recognizer:
                 for key, parts in results.items() if key.split("_")[0] in tokens}
 
     def stepper(self, prefix: np.ndarray):
-        llm = self.bundle.config["llm"]
-        dims = (llm["layers"], llm["kv_heads"], llm["head_dim"])
+        llm = self.bundle.config.llm
+        dims = (llm.layers, llm.kv_heads, llm.head_dim)
         if self.static:
             return StaticGraphStepper(self.session("decoder"), self.embeddings, prefix, *dims,
-                                      self.static["decoder_chunk"], self.static["kv_capacity"])
+                                      self.static.decoder_chunk, self.static.kv_capacity)
         return GraphStepper(self.session("decoder"), self.embeddings, prefix, *dims)
 
     # ---- whole utterance ------------------------------------------------------------------------
@@ -227,12 +232,12 @@ class Recognizer:
             t0 = time.perf_counter()
             video = self.encode_video(frames)
             timings["video_encoder"] = elapsed_ms(t0)
-            tokens["video"] = compress(video, cfg["video_compression"]["mode"], cfg["video_compression"]["rate"])
+            tokens["video"] = compress(video, cfg.video_compression.mode, cfg.video_compression.rate)
         if "audio" in need:
             if "video" in need:
                 audio = features.align_audio_to_video(audio, len(frames))
             enc = self.encode_audio(audio, timings)
-            tokens["audio"] = compress(enc, cfg["audio_compression"]["mode"], cfg["audio_compression"]["rate"])
+            tokens["audio"] = compress(enc, cfg.audio_compression.mode, cfg.audio_compression.rate)
         t0 = time.perf_counter()
         out = self.project(tokens)
         timings["projector"] = elapsed_ms(t0)
@@ -241,15 +246,20 @@ class Recognizer:
 
     def assemble_prefix(self, task: str, audio: np.ndarray | None, video: np.ndarray | None) -> np.ndarray:
         """[1, L, H]: token embeddings and projected tokens concatenated in the reference order."""
-        prompt = self.tokenizer.encode(self.bundle.config["tokens"]["prompts"][task])
+        prompt = self.tokenizer.encode(self.bundle.config.tokens.prompts[task])
         slots = {"audio": audio, "video": video}
         pieces = [slots[s.modality] if s.modality else np.asarray(self.embeddings[list(s.ids)], np.float32)
                   for s in prefix_segments(task, self.ids, prompt) if s.modality or s.ids]
         return np.concatenate(pieces, axis=0)[None].astype(np.float32)
 
-    def transcribe(self, audio: np.ndarray | None = None, frames: np.ndarray | None = None,
-                   task: str | None = None, options: DecodingOptions | None = None) -> Transcript:
-        """16 kHz mono `audio` and/or normalised 88x88 mouth `frames` [T, 88, 88] -> Transcript."""
+    def transcribe(self, audio: "np.ndarray | str | Path | None" = None, frames: np.ndarray | None = None,
+                   task: str | None = None, options: DecodingOptions | None = None):
+        """16 kHz mono `audio` and/or normalised 88x88 mouth `frames` [T, 88, 88] -> Transcript; or a media
+        file's path as `audio` -> FileTranscript (decoding, lip cropping, long inputs split at pauses)."""
+        if isinstance(audio, (str, Path)):
+            from .transcribe import transcribe_media
+
+            return transcribe_media(self, audio, task, options=options)
         options = options or DecodingOptions()
         task = pick_task(self.tasks, audio is not None, frames is not None, task)
         timings: dict[str, float] = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from smop_edge.models import zoo
-from smop_edge.models.config import ModelConfig
+from smop_edge.runtime.config import ModelConfig
 from smop_edge.models.tokenizer_builder import train_base_tokenizer
 
 N_ADDED = 5

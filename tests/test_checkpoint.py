@@ -7,7 +7,7 @@ import torch
 from smop_edge.models import zoo
 from smop_edge.models.checkpoint import (analyze, build_from_state, infer_config, load_model, load_overrides,
                                          open_checkpoint, read_shapes, save_checkpoint)
-from smop_edge.models.config import ModelConfig, flatten
+from smop_edge.runtime.config import ModelConfig, flatten
 from smop_edge.models.llama_smop import LlamaSMoP
 from smop_edge.runtime.errors import CheckpointError, UsageError
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from smop_edge.models import zoo
-from smop_edge.models.config import ModelConfig, flatten
+from smop_edge.runtime.config import ModelConfig, flatten
 from smop_edge.runtime.errors import UsageError
 
 
@@ -51,7 +51,7 @@ def test_invalid_values_are_rejected_with_a_clear_message(path, value, message):
 
 
 def test_unknown_fields_are_rejected():
-    with pytest.raises(UsageError, match="unknown config field"):
+    with pytest.raises(UsageError, match="unknown field.*hiden"):
         ModelConfig.from_dict({"llm": {"hiden": 3}})
 
 

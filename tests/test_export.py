@@ -26,9 +26,8 @@ def _export(tmp_path_factory, make_checkpoint, base_tokenizer, name, **options):
     model, _ = load_model(path)
     tok = load_tokenizer(base_tokenizer, expected_size=model.cfg.llm.vocab)
     out = tmp_path_factory.mktemp("bundle") / name
-    manifest = export_bundle(model, tok, out, ExportOptions(**options), {"checkpoint": path.name},
-                             log=lambda _msg: None)
-    return out, manifest
+    export_bundle(model, tok, out, ExportOptions(**options), {"checkpoint": path.name}, log=lambda _msg: None)
+    return out, json.loads((out / "manifest.json").read_text())
 
 
 def _assert_end_to_end(manifest, exact: bool):

@@ -5,7 +5,7 @@ import torch
 from smop_edge.models import zoo
 from smop_edge.models.checkpoint import random_init
 from smop_edge.models.compression import compress
-from smop_edge.models.config import CompressionConfig
+from smop_edge.runtime.config import CompressionConfig
 from smop_edge.models.projector import (SparseMixtureOfProjectors, load_balancing_loss, route,
                                         router_z_loss)
 

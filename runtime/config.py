@@ -1,7 +1,8 @@
 """The model configuration: one JSON-serialisable dataclass (with nested parts) for every model.
 
 Sizes come from a checkpoint's shapes; everything else (heads, rope, eps, LoRA scale, pre/post-LN,
-avg-pool rates) comes from the zoo or documented defaults, see `models.checkpoint`.
+avg-pool rates) comes from the zoo or documented defaults, see `models.checkpoint`. It lives in the
+runtime because every bundle manifest carries it and the runtime must not import the model package.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-import typing
 from typing import Any
 
-from smop_edge.runtime.errors import UsageError
+from .errors import UsageError
+from .typed import FieldError, from_data
 
 TASKS = ("asr", "vsr", "avsr")
 LAYOUTS = ("JEJR", "JEDR", "DEDR")
@@ -196,42 +197,14 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return _build(cls, data)
+        try:
+            return from_data(cls, data, "config")
+        except FieldError as exc:
+            raise UsageError(f"invalid model config: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
         return cls.from_dict(json.loads(text))
-
-
-def _build(cls: type, data: Any) -> Any:
-    """Recursively turn plain dicts into the (possibly nested, possibly optional) dataclass `cls`."""
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise UsageError(f"config section for {cls.__name__} must be an object, got {data!r}")
-    hints = _field_types(cls)
-    unknown = set(data) - set(hints)
-    if unknown:
-        raise UsageError(f"unknown config field(s) in {cls.__name__}: {', '.join(sorted(unknown))}")
-    kwargs = {}
-    for name, value in data.items():
-        sub = _dataclass_of(hints[name])
-        kwargs[name] = _build(sub, value) if sub is not None else value
-    return cls(**kwargs)
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _dataclass_of(hint: Any) -> type | None:
-    """The dataclass inside a type hint such as `X`, `X | None` (else None)."""
-    if dataclasses.is_dataclass(hint):
-        return hint
-    for arg in typing.get_args(hint):
-        if dataclasses.is_dataclass(arg):
-            return arg
-    return None
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
