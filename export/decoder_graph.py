@@ -1,5 +1,5 @@
 """The decoder stage: Llama with `inputs_embeds` and explicit past K/V in, last-position logits and
-present K/V out (DESIGN §3). LoRA is merged first; the attention, rope and cache plumbing are
+present K/V out (docs/design.md §3). LoRA is merged first; the attention, rope and cache plumbing are
 written here in plain torch ops so that the exported graph has exactly this signature.
 
 Dynamic graph: `inputs_embeds` [B, L, H], `past_keys` / `past_values` [layers, B, kv_heads, P, head_dim]

@@ -1,4 +1,4 @@
-"""Parity of an exported bundle against the torch reference, measured at export (DESIGN §3).
+"""Parity of an exported bundle against the torch reference, measured at export (docs/design.md §3).
 
 Per graph: max abs error on the same inputs. Projector: routing agreement, judged with the routing
 margin (tokens whose k-th and (k+1)-th router probabilities lie within 1e-3 may flip; all others

@@ -1,4 +1,4 @@
-"""The projector stage as a hand-written ONNX graph from standard ops only (DESIGN §3).
+"""The projector stage as a hand-written ONNX graph from standard ops only (docs/design.md §3).
 
 SMoP, static top-k: router MatMul -> Softmax (fp32) -> TopK -> renormalise -> ScatterElements into a
 dense [tokens, E] gate -> every expert (unrolled MatMuls, each with its own LayerNorm) -> weighted

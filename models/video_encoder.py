@@ -1,6 +1,6 @@
 """AV-HuBERT used video-only, re-implemented without fairseq; attribute names follow fairseq's keys.
 
-Details no key reveals (DESIGN §1): the stem's max-pool pads (0, 1, 1); the zero audio features come
+Details no key reveals (docs/design.md §1): the stem's max-pool pads (0, 1, 1); the zero audio features come
 *first* in the 2048-d concat; the conv positional encoding drops its last frame (SamePad), then GELU;
 pre- vs post-LN comes from the config.
 """

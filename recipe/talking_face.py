@@ -1,5 +1,5 @@
 """A small talking-face renderer: phone timings -> a mouth opening / rounding track -> a smooth warp of
-a real photo's jaw and lips (cv2.remap) with a dark mouth cavity -> frames at 25 fps (DESIGN §5).
+a real photo's jaw and lips (cv2.remap) with a dark mouth cavity -> frames at 25 fps (docs/design.md §5).
 
 Good for pipeline tests and for the synthetic demo corpus; not a lip-reading benchmark. Torch-free.
 """

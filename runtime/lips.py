@@ -1,4 +1,4 @@
-"""Mouth crops: from 96x96 mouth ROIs to the encoder's normalised 88x88 input (DESIGN §1)."""
+"""Mouth crops: from 96x96 mouth ROIs to the encoder's normalised 88x88 input (docs/design.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Word error rate, corpus level (DESIGN §1): lowercase, split on whitespace, the sum of word edit
+"""Word error rate, corpus level (docs/design.md §1): lowercase, split on whitespace, the sum of word edit
 distances over all utterances divided by the total number of reference words."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The package boundaries of DESIGN §2, read from the source with `ast` (every import, also those inside
+"""The package boundaries of docs/design.md §2, read from the source with `ast` (every import, also those inside
 functions): the model never imports the recipe, and the runtime imports neither torch nor the
 toolkit's torch-side packages nor the apps."""
 

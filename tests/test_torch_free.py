@@ -1,4 +1,4 @@
-"""The runtime must never import torch (DESIGN §3)."""
+"""The runtime must never import torch (docs/design.md §3)."""
 
 import pkgutil
 import subprocess

@@ -1,4 +1,4 @@
-"""AV-HuBERT (video-only) against an independent functional oracle written from DESIGN §1."""
+"""AV-HuBERT (video-only) against an independent functional oracle written from docs/design.md §1."""
 
 import pytest
 import torch
