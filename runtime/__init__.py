@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .decoding import DecodingOptions
-from .errors import (BundleError, InputError, SmopEdgeError, UnsuitableInputError, UsageError)
+from .errors import BundleError, InputError, SmopEdgeError, UnsuitableInputError, UsageError
+from .manifest import MANIFEST
 from .recognizer import Recognizer, Transcript
 from .stream import Stream, StreamOptions, StreamResult
 from .transcribe import FileTranscript, Segment
@@ -27,7 +28,7 @@ def load_recognizer(bundle: str | Path | None = None, backend: str = "onnxruntim
                     threads: int | None = None, precision: str = "f32") -> Recognizer:
     """Open a bundle (default: the embedded demo model) after checking every file's sha256."""
     if bundle is None:
-        if not (DEMO_BUNDLE / "manifest.json").is_file():
+        if not (DEMO_BUNDLE / MANIFEST).is_file():
             raise UsageError("no bundle given and the demo bundle is not installed (see the README)")
         bundle = DEMO_BUNDLE
     return Recognizer.from_bundle(bundle, backend=backend, device=device, threads=threads, precision=precision)
