@@ -43,7 +43,7 @@ class StreamOptions:
     padding: float = 0.3  # silence kept before and after the speech of an utterance
     max_leading_silence: float = 1.0  # at most this much silence is kept before an utterance's speech
     max_utterance: float = 24.0  # longer speech is cut at its quietest point (the model's window)
-    partial_every: float = 1.0  # 0: no partial results
+    partial_every: float = 1.0  # 0: no partial results (and no early decode at a pause)
 
 
 @dataclass
@@ -58,6 +58,7 @@ class StreamResult:
     task: str
     samples: tuple[int, int] = (0, 0)
     timings: dict[str, float] = field(default_factory=dict, repr=False)
+    speech_end: float = 0.0  # where the utterance's speech ended (so far), seconds: latency is measured from it
 
 
 class _Resampler:
@@ -111,6 +112,7 @@ class Stream:
         self._span_start = 0  # sample where the open span starts
         self._speech_end: int | None = None  # sample where the open utterance's speech last ended
         self._last_partial = 0
+        self._early: tuple | None = None  # (key, Transcript) of the decode made when the pause began
         self.silent_samples = 0  # samples of closed spans without speech
         self.spans: list[tuple[int, int, bool]] = []  # closed spans: (start, end, decoded)
 
@@ -185,14 +187,21 @@ class Stream:
             elif end - self._speech_end >= _samples(vad.min_silence):
                 results.append(self._close(_frame_floor(self._speech_end + _samples(vad.padding)), True))
             if self._speech_end is not None and end - self._span_start >= _samples(vad.max_utterance):
-                results.append(self._close(self._quietest_cut(end), True))
+                cut = self._quietest_cut(end)
+                self._speech_end = cut  # the speech goes on past the cut
+                results.append(self._close(cut, True))
                 self._speech_end = end
         if self.finished and self._span_start < self.samples_received:
             results.append(self._close(self.samples_received, self._speech_end is not None))
-        elif self._speech_end is not None and vad.partial_every > 0 and \
-                self._judged * FRAME - self._last_partial >= _samples(vad.partial_every):
-            self._last_partial = self._judged * FRAME
-            results.append(self._recognise(self._span_start, self._last_partial, final=False))
+        elif self._speech_end is not None and vad.partial_every > 0:
+            cut = _frame_floor(self._speech_end + _samples(vad.padding))
+            if self._judged * FRAME >= cut:  # a pause began: decode now what the final will be if it lasts
+                if self._early is None or self._early[0][:2] != (self._span_start, cut):
+                    results.append(self._recognise(self._span_start, cut, final=False))
+            elif self._speech_end == self._judged * FRAME and \
+                    self._judged * FRAME - self._last_partial >= _samples(vad.partial_every):  # while speaking
+                self._last_partial = self._judged * FRAME
+                results.append(self._recognise(self._span_start, self._last_partial, final=False))
         return [r for r in results if r is not None]
 
     def _judge(self, frame: np.ndarray) -> bool:
@@ -219,6 +228,7 @@ class Stream:
         if cut == start:
             return None
         result = self._recognise(start, cut, final=True) if speech else None
+        self._early = None
         if not speech:
             self.silent_samples += cut - start
         if not speech and self.spans and not self.spans[-1][2] and self.spans[-1][1] == start:
@@ -230,6 +240,8 @@ class Stream:
         return result
 
     def _recognise(self, start: int, end: int, final: bool) -> StreamResult | None:
+        """Decode samples [start, end) with the crops known for them. The decode made when a pause began
+        is kept: the final of the same samples and crops reuses it, so a final costs no model time."""
         audio = self._buffer(start, end)
         first, last = start // FRAME, -(-end // FRAME)
         found = [self._crops.get(i) for i in range(first, last)]
@@ -247,9 +259,15 @@ class Stream:
             task = "asr"  # no face in this utterance: fall back to audio alone
         if task == "asr":
             frames = None
-        out = self.recognizer.transcribe(audio, frames, task, self.options)
+        key = (start, end, task, len(known))
+        if self._early is not None and self._early[0] == key:
+            out = self._early[1]
+        else:
+            out = self.recognizer.transcribe(audio, frames, task, self.options)
+            self._early = (key, out) if not final else None
+        speech_end = min(self._speech_end if self._speech_end is not None else end, end)
         return StreamResult(out.text, round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), final, task,
-                            (start, end), out.timings)
+                            (start, end), out.timings, round(speech_end / SAMPLE_RATE, 3))
 
     def _buffer(self, start: int, end: int) -> np.ndarray:
         """Samples [start, end) of the stream (they must still be buffered)."""

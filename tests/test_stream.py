@@ -47,6 +47,14 @@ def finals(results) -> list:
     return [r for r in results if r.final]
 
 
+def spy_on(stream, seen: list):
+    """`stream`, its recognizer wrapped so that the audio of every model run is appended to `seen`."""
+    recognizer = stream.recognizer
+    stream.recognizer = type("Spy", (), {"tasks": recognizer.tasks, "transcribe": staticmethod(
+        lambda a, f, t, o: seen.append(a.copy()) or recognizer.transcribe(a, f, t, o))})()
+    return stream
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r["path"] for r in ROWS])
 def test_stream_final_equals_transcribe_on_each_sample(rec, row):
     path = SAMPLES / row["path"]
@@ -94,10 +102,7 @@ def test_several_utterances_match_transcribe(rec, tmp_path):
 def test_no_sample_lost_or_repeated_at_chunk_borders(rec):
     audio, _ = _utterances(2.5)
     seen = []
-    stream = rec.create_stream(task="asr", stream_options=StreamOptions(partial_every=0))
-    decode = stream.recognizer.transcribe
-    stream.recognizer = type("Spy", (), {"tasks": rec.tasks, "transcribe": staticmethod(
-        lambda a, f, t, o: seen.append(a.copy()) or decode(a, f, t, o))})()
+    stream = spy_on(rec.create_stream(task="asr", stream_options=StreamOptions(partial_every=0)), seen)
     results = feed(stream, audio, chunks=(1, 7, 639, 641, 5000), seed=3)
     assert stream.samples_received == len(audio)
     spans = stream.spans
@@ -139,3 +144,16 @@ def test_bad_use_is_a_clear_error(rec):
         stream.accept_waveform(8000, np.zeros(100, np.float32))
     with pytest.raises(UsageError, match="audio"):
         rec.create_stream(task="vsr")
+
+
+def test_final_reuses_the_decode_made_when_the_pause_began(rec):
+    audio, texts = _utterances(1.5)
+    calls = []
+    stream = spy_on(rec.create_stream(task="asr", stream_options=StreamOptions(partial_every=100.0)), calls)
+    results = feed(stream, audio, chunks=(640,))
+    done = finals(results)
+    assert len(done) == 3 and len(calls) == 3  # one model run per utterance: the early one
+    early = [r for r in results if not r.final]
+    assert [(r.samples, r.text) for r in early] == [(r.samples, r.text) for r in done]
+    for r in done:  # the speech ends inside the utterance, `padding` before its end
+        assert r.start < r.speech_end <= r.end and r.end - r.speech_end <= StreamOptions().padding + 0.04

@@ -1,0 +1,490 @@
+"""Live captioning on the stream object: sources (a media file played at real-time pace, a microphone, a
+camera) put timed audio chunks and RGB frames on a queue from their own threads; one worker feeds them
+to a `Stream`, decodes, and emits partial and final events with the latency of each final.
+
+    engine = LiveEngine(recognizer, [FileSource("talk.mp4", speed=1.0)], on_event=print)
+    summary = engine.run()                # or start() ... stop(); join()
+
+Nothing is dropped: the queue is unbounded, and when decoding falls behind the input the engine says so
+and degrades in order (partials less often, then ASR without lips) until it has caught up. Every input
+sample ends in a decoded utterance or a silence (`LiveSummary`: samples in = decoded + silent).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import media
+from .decoding import DecodingOptions
+from .errors import InputError, UnsuitableInputError, UsageError
+from .features import SAMPLE_RATE, VIDEO_FPS
+from .stream import Stream, StreamOptions, StreamResult
+
+
+@dataclass
+class AudioChunk:
+    """Mono samples at `rate` starting `time` seconds into the input; `wall`: when it was captured."""
+
+    time: float
+    rate: int
+    samples: np.ndarray
+    wall: float = 0.0
+
+
+@dataclass
+class VideoFrame:
+    """An RGB frame [H, W, 3] uint8 shown `time` seconds into the input."""
+
+    time: float
+    image: np.ndarray
+    wall: float = 0.0
+
+
+Put = Callable[[AudioChunk | VideoFrame], None]
+
+
+# ---- sources ------------------------------------------------------------------------------------------
+class FileSource:
+    """A media file played at `speed` times real time (0: as fast as it can be read), `loops` times over."""
+
+    def __init__(self, path: str | Path, speed: float = 1.0, chunk: float = 0.04, loops: int = 1,
+                 video: bool = True) -> None:
+        if speed < 0 or loops < 1 or chunk <= 0:
+            raise UsageError("speed must be >= 0, loops >= 1 and the chunk > 0 s")
+        self.path, self.speed, self.loops = Path(path), speed, loops
+        info = media.probe(self.path)
+        if not info.has_audio:
+            raise UnsuitableInputError(f"{self.path} has no audio track: live captioning finds speech in the audio")
+        self.start = info.start
+        self.audio = media.read_audio(self.path, info.start)
+        self.has_video = info.has_video and video
+        self.step = max(int(round(chunk * SAMPLE_RATE)), 1)
+        self.realtime = 0 < speed <= 1.0
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / SAMPLE_RATE * self.loops
+
+    def run(self, put: Put, stop: threading.Event, origin: float) -> None:
+        length = len(self.audio) / SAMPLE_RATE
+        for loop in range(self.loops):
+            offset = loop * length
+            frames = enumerate(media.iter_video(self.path, start=self.start)) if self.has_video else iter(())
+            pending = next(frames, None)
+            for pos in range(0, len(self.audio), self.step):
+                chunk = self.audio[pos:pos + self.step]
+                done = offset + (pos + len(chunk)) / SAMPLE_RATE  # the input time this chunk completes
+                if self.speed > 0:
+                    delay = origin + done / self.speed - time.monotonic()
+                    if delay > 0 and stop.wait(delay):
+                        return
+                elif stop.is_set():
+                    return
+                while pending is not None and pending[0] / VIDEO_FPS < min(done, length):
+                    put(VideoFrame(offset + pending[0] / VIDEO_FPS, pending[1], time.monotonic()))
+                    pending = next(frames, None)
+                put(AudioChunk(offset + pos / SAMPLE_RATE, SAMPLE_RATE, chunk, time.monotonic()))
+
+
+def _sounddevice():
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:  # OSError: the PortAudio library is missing
+        raise UsageError(f"the microphone needs sounddevice and PortAudio (pip install 'smop-edge[app]'; "
+                         f"Debian: libportaudio2): {exc}") from None
+    return sounddevice
+
+
+class MicrophoneSource:
+    """A PortAudio input device (sounddevice), mono, at the device's own rate (the stream resamples)."""
+
+    realtime = True
+
+    def __init__(self, device: int | str | None = None, block: float = 0.02) -> None:
+        sd = _sounddevice()
+        try:
+            info = sd.query_devices(device, "input")
+        except (ValueError, sd.PortAudioError) as exc:
+            raise InputError(f"no microphone {device if device is not None else '(default)'}: {exc}") from None
+        self.device, self.name = device, info["name"]
+        self.rate = int(info["default_samplerate"])
+        self.block = max(int(self.rate * block), 1)
+        self.overflows = 0  # PortAudio's input overflows: audio the device dropped before we saw it
+
+    def run(self, put: Put, stop: threading.Event, origin: float) -> None:
+        sd = _sounddevice()
+        received = 0
+
+        def callback(indata, frames, _time, status) -> None:
+            nonlocal received
+            if status.input_overflow:
+                self.overflows += 1
+            put(AudioChunk(received / self.rate, self.rate, indata[:, 0].copy(), time.monotonic()))
+            received += frames
+
+        try:
+            with sd.InputStream(device=self.device, channels=1, samplerate=self.rate, blocksize=self.block,
+                                dtype="float32", callback=callback):
+                stop.wait()
+        except sd.PortAudioError as exc:
+            raise InputError(f"cannot record from microphone {self.name!r}: {exc}") from None
+
+
+class CameraSource:
+    """An OpenCV camera (`cv2.VideoCapture(index)`), frames converted to RGB, timed by the wall clock."""
+
+    realtime = True
+
+    def __init__(self, index: int = 0) -> None:
+        import cv2
+
+        self.index = index
+        self._capture = cv2.VideoCapture(index)
+        if not self._capture.isOpened():
+            raise InputError(f"cannot open camera {index}")
+
+    def run(self, put: Put, stop: threading.Event, origin: float) -> None:
+        try:
+            while not stop.is_set():
+                ok, bgr = self._capture.read()
+                if not ok:
+                    raise InputError(f"camera {self.index} stopped delivering frames")
+                now = time.monotonic()
+                put(VideoFrame(now - origin, np.ascontiguousarray(bgr[..., ::-1]), now))
+        finally:
+            self._capture.release()
+
+
+def list_devices(cameras: int = 4) -> str:
+    """Input audio devices (PortAudio) and the cameras among the first `cameras` indices OpenCV opens."""
+    lines = []
+    try:
+        sd = _sounddevice()
+        devices = [(i, d) for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
+        default = sd.default.device[0]
+        lines.append("microphones (--mic N):" if devices else "microphones: none found")
+        lines += [f"  {i}{' *' if i == default else ''}  {d['name']} ({int(d['default_samplerate'])} Hz)"
+                  for i, d in devices]
+    except UsageError as exc:
+        lines.append(f"microphones: {exc}")
+    import cv2
+
+    found = []
+    for index in range(cameras):
+        capture = cv2.VideoCapture(index)
+        if capture.isOpened():
+            found.append(f"  {index}  {int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))}x"
+                         f"{int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))}")
+        capture.release()
+    lines.append("cameras (--camera N):" if found else "cameras: none found")
+    return "\n".join(lines + found)
+
+
+# ---- partial text -----------------------------------------------------------------------------------------
+class LocalAgreement:
+    """LocalAgreement-2 (whisper_streaming): of an utterance's successive partial hypotheses, the word
+    prefix two in a row agree on is committed and never taken back; the rest is tentative."""
+
+    def __init__(self) -> None:
+        self.committed: list[str] = []
+        self._previous: list[str] | None = None
+
+    def update(self, text: str) -> tuple[str, str]:
+        words = text.split()
+        if self._previous is not None:
+            agreed = 0
+            for a, b in zip(self._previous, words):
+                if a != b:
+                    break
+                agreed += 1
+            if agreed > len(self.committed) and words[:len(self.committed)] == self.committed:
+                self.committed = words[:agreed]
+        self._previous = words
+        n = len(self.committed)
+        tentative = words[n:] if words[:n] == self.committed else words[_common(words, self.committed):]
+        return " ".join(self.committed), " ".join(tentative)
+
+    def reset(self) -> None:
+        self.committed, self._previous = [], None
+
+
+def _common(a: list[str], b: list[str]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+# ---- the engine -------------------------------------------------------------------------------------------
+@dataclass
+class LiveEvent:
+    """`type`: partial | final | state. Times in seconds of input; `latency_ms` (finals): from the moment
+    the last sample of the utterance's speech was captured to the moment this event was emitted."""
+
+    type: str
+    text: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    task: str = ""
+    latency_ms: float | None = None
+    committed: str = ""  # partials: the words two successive partials agreed on (never taken back)
+    tentative: str = ""  # partials: the rest
+    state: str = ""  # state events: listening | behind | caught-up | audio-only | stopped
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        keep = {"partial": ("text", "start", "end", "task", "committed", "tentative"),
+                "final": ("text", "start", "end", "task", "latency_ms"),
+                "state": ("state", "message")}[self.type]
+        data = asdict(self)
+        return {"type": self.type, **{k: data[k] for k in keep}}
+
+
+@dataclass
+class LiveOptions:
+    """When the engine says it is behind (seconds of input waiting to be decoded) and how it degrades."""
+
+    behind_after: float = 1.0
+    slower_partials: float = 3.0  # first step: partials this many times less often
+    degrade: bool | None = None  # None: only when every source runs at real-time pace
+
+
+@dataclass
+class LiveSummary:
+    samples_in: int = 0  # 16 kHz samples fed to the stream
+    samples_decoded: int = 0  # in utterances
+    samples_silent: int = 0  # in silences
+    overflows: int = 0  # microphone input overflows (audio the device lost before capture)
+    frames_in: int = 0
+    finals: int = 0
+    partials: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    behind: int = 0  # times the engine fell behind
+    wall_seconds: float = 0.0
+
+    def latency(self, q: float) -> float | None:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else None
+
+    def describe(self) -> str:
+        s = SAMPLE_RATE
+        p50, p90 = self.latency(50), self.latency(90)
+        latency = f"latency p50 {p50:.0f} ms, p90 {p90:.0f} ms" if p50 is not None else "latency: no finals"
+        return (f"{self.samples_in / s:.1f} s in: {self.samples_decoded / s:.1f} s decoded, {self.samples_silent / s:.1f} s "
+                f"silent ({self.samples_in} = {self.samples_decoded} + {self.samples_silent} samples), "
+                f"{self.overflows} overflows; {self.finals} finals, {latency}; behind {self.behind} times; "
+                f"{self.wall_seconds:.1f} s wall")
+
+
+_DONE = object()
+
+
+class LiveEngine:
+    """Feeds one `Stream` from sources (each in its capture thread) in a worker thread; events go to
+    `on_event` (called in the worker) or, without it, to the `events` queue."""
+
+    def __init__(self, recognizer, sources: list, task: str | None = None, options: DecodingOptions | None = None,
+                 stream_options: StreamOptions | None = None, live: LiveOptions | None = None,
+                 on_event: Callable[[LiveEvent], None] | None = None) -> None:
+        if not sources:
+            raise UsageError("the live engine needs at least one source")
+        stream_options = StreamOptions(**asdict(stream_options or StreamOptions()))  # ours to change
+        self.video = any(getattr(s, "has_video", True) for s in sources) and task != "asr" and \
+            any(t in recognizer.tasks for t in ("avsr", "vsr"))
+        cropper = None
+        if self.video:  # made now, not at the first frame: mediapipe takes a second to start
+            from .lip_cropper import LiveLipCropper
+
+            cropper = LiveLipCropper()
+        self.stream = Stream(recognizer, task, options, stream_options, cropper)
+        self.sources, self.task = sources, task
+        self.live = live or LiveOptions()
+        self.degrade = all(s.realtime for s in sources) if self.live.degrade is None else self.live.degrade
+        self.events: queue.Queue[LiveEvent] = queue.Queue()
+        self._emit = on_event or self.events.put
+        self._queue: queue.Queue = queue.Queue()
+        self._queued = 0.0  # seconds of audio waiting in the queue
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._fed: deque[tuple[int, float]] = deque()  # (samples fed so far, capture time of that chunk)
+        self._agreement = LocalAgreement()
+        self._partial_every = stream_options.partial_every
+        self.level = 0  # 0 normal, 1 partials less often, 2 ASR without lips
+        self.summary = LiveSummary()
+        self.error: BaseException | None = None
+        self._began = 0.0
+
+    # ---- control ----
+    def start(self) -> "LiveEngine":
+        self._warm_up()
+        self._began = time.monotonic()
+        origin = self._began
+        for source in self.sources:
+            thread = threading.Thread(target=self._capture, args=(source, origin), daemon=True,
+                                      name=f"capture-{type(source).__name__}")
+            self._threads.append(thread)
+        worker = threading.Thread(target=self._work, daemon=True, name="live-worker")
+        self._worker = worker
+        worker.start()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _warm_up(self) -> None:
+        """One decode per task the stream may use, so the first utterance is not slowed by graph start-up."""
+        rec = self.stream.recognizer
+        tasks = [self.task] if self.task else [t for t in ("avsr", "asr") if t in rec.tasks]
+        for task in tasks:
+            if task == "avsr" and not self.video:
+                continue
+            frames = np.zeros((VIDEO_FPS, 88, 88), np.float32) if task == "avsr" else None
+            rec.transcribe(np.zeros(SAMPLE_RATE, np.float32), frames, task, self.stream.options)
+
+    def stop(self) -> None:
+        """Stop capturing; what was captured is still decoded (join() waits for it)."""
+        self._stop.set()
+
+    def is_alive(self) -> bool:
+        return self._worker.is_alive()
+
+    def join(self, timeout: float | None = None) -> LiveSummary | None:
+        self._worker.join(timeout)
+        if self._worker.is_alive():
+            return None
+        if self.error is not None:
+            raise self.error
+        return self.summary
+
+    def run(self) -> LiveSummary:
+        self.start()
+        try:
+            while self.join(0.2) is None:
+                pass
+        except KeyboardInterrupt:
+            self.stop()
+            self.join()
+        return self.summary
+
+    # ---- capture threads ----
+    def _put(self, item) -> None:
+        if isinstance(item, AudioChunk):
+            with self._lock:
+                self._queued += len(item.samples) / item.rate
+        self._queue.put(item)
+
+    def _capture(self, source, origin: float) -> None:
+        try:
+            source.run(self._put, self._stop, origin)
+        except BaseException as exc:  # noqa: BLE001 - handed to the worker, raised by join()
+            self._queue.put(exc)
+        finally:
+            self._queue.put(_DONE)
+
+    # ---- worker ----
+    def _work(self) -> None:
+        try:
+            self._emit(LiveEvent("state", state="listening", message="listening"))
+            running = len(self.sources)
+            while running:
+                items = [self._queue.get()]
+                while True:  # take everything waiting: one decode for the lot
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                backlog = self._queued
+                for item in items:
+                    if item is _DONE:
+                        running -= 1
+                    elif isinstance(item, BaseException):
+                        self._stop.set()
+                        raise item
+                    else:
+                        self._feed(item)
+                self._pace(backlog)
+                self._results(self.stream.decode())
+            self.stream.input_finished()
+            self._results(self.stream.decode())
+            self._emit(LiveEvent("state", state="stopped", message="input ended"))
+        except BaseException as exc:  # noqa: BLE001 - raised again by join()
+            self.error = exc
+            self._stop.set()
+        finally:
+            s, summary = self.stream, self.summary
+            summary.samples_in, summary.samples_silent = s.samples_received, s.silent_samples
+            summary.samples_decoded = sum(e - b for b, e, decoded in s.spans if decoded)
+            summary.frames_in = s.frames_received
+            summary.overflows = sum(getattr(src, "overflows", 0) for src in self.sources)
+            summary.wall_seconds = time.monotonic() - self._began
+
+    def _feed(self, item) -> None:
+        if isinstance(item, VideoFrame):
+            if self.level < 2:
+                self.stream.accept_frame(item.image, item.time)
+            return
+        with self._lock:
+            self._queued -= len(item.samples) / item.rate
+        self.stream.accept_waveform(item.rate, item.samples)
+        self._fed.append((self.stream.samples_received, item.wall))
+
+    def _pace(self, backlog: float) -> None:
+        """Say when decoding falls behind the input, and degrade in order until it catches up."""
+        behind = self.live.behind_after
+        if backlog > behind * (1 + self.level) and self.level < 2:
+            self.summary.behind += self.level == 0
+            if not self.degrade:
+                if self.level == 0:
+                    self.level = 1  # reported once; nothing changes
+                    self._emit(LiveEvent("state", state="behind", message=f"{backlog:.1f} s of input waiting"))
+                return
+            self.level += 1
+            if self.level == 1:
+                self.stream.vad.partial_every = self._partial_every * self.live.slower_partials
+                message = f"{backlog:.1f} s of input waiting: partials every {self.stream.vad.partial_every:g} s"
+            elif "asr" in self.stream.recognizer.tasks and self.task != "asr":
+                self.stream.task = "asr"
+                message = f"{backlog:.1f} s of input waiting: ASR without lips"
+            else:
+                message = f"{backlog:.1f} s of input waiting"
+            self._emit(LiveEvent("state", state="behind", message=message))
+        elif self.level and backlog < behind / 4:
+            self.level = 0
+            self.stream.vad.partial_every, self.stream.task = self._partial_every, self.task
+            self._emit(LiveEvent("state", state="caught-up", message="decoding keeps up with the input again"))
+
+    def _results(self, results: list[StreamResult]) -> None:
+        now = time.monotonic()
+        for r in results:
+            if r.final:
+                latency = self._latency(r, now)
+                self.summary.finals += 1
+                self.summary.latencies_ms.append(latency)
+                self._agreement.reset()
+                if r.task == "asr" and self.stream.frames_received and self.level < 2:
+                    self._emit(LiveEvent("state", state="audio-only", message="no face: this utterance is ASR"))
+                self._emit(LiveEvent("final", r.text, r.start, r.end, r.task, latency_ms=round(latency, 1)))
+            else:
+                self.summary.partials += 1
+                committed, tentative = self._agreement.update(r.text)
+                self._emit(LiveEvent("partial", r.text, r.start, r.end, r.task, committed=committed,
+                                     tentative=tentative))
+        if self.stream.spans:  # capture times are needed only for the open span
+            open_from = self.stream.spans[-1][1]
+            while len(self._fed) > 1 and self._fed[1][0] <= open_from:
+                self._fed.popleft()
+
+    def _latency(self, r: StreamResult, now: float) -> float:
+        """Milliseconds from the capture of the chunk holding the speech's last sample to `now`."""
+        sample = int(round(r.speech_end * SAMPLE_RATE))
+        for fed, wall in self._fed:
+            if fed >= sample:
+                return (now - wall) * 1000.0
+        return 0.0

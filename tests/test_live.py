@@ -1,0 +1,107 @@
+"""The live engine without devices: media files played as sources (fast, headless) through the stream."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from conftest import write_wav
+from smop_edge.runtime import DEMO_BUNDLE, StreamOptions, load_recognizer, media
+from smop_edge.runtime.features import SAMPLE_RATE
+from smop_edge.runtime.live import FileSource, LiveEngine, LiveOptions, LocalAgreement
+
+SAMPLES = DEMO_BUNDLE.parent / "samples"
+ROWS = [json.loads(line) for line in (SAMPLES / "manifest.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return load_recognizer()
+
+
+@pytest.fixture(scope="module")
+def three_utterances(tmp_path_factory) -> tuple:
+    """The sample clips' audio one after another with 1.5 s of faint noise between, as a wav."""
+    rng = np.random.default_rng(1)
+    parts = []
+    for row in ROWS:
+        parts += [media.read_audio(SAMPLES / row["path"]), 1e-3 * rng.standard_normal(int(1.5 * SAMPLE_RATE))]
+    audio = np.concatenate(parts).astype(np.float32)
+    return write_wav(tmp_path_factory.mktemp("live") / "three.wav", audio), audio
+
+
+def run(rec, source, **kwargs):
+    events = []
+    summary = LiveEngine(rec, [source], on_event=events.append, **kwargs).run()
+    return events, summary
+
+
+def finals(events) -> list:
+    return [e for e in events if e.type == "final"]
+
+
+def assert_nothing_lost(summary, samples: int) -> None:
+    assert summary.samples_in == samples
+    assert summary.samples_in == summary.samples_decoded + summary.samples_silent
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["path"] for r in ROWS])
+def test_file_source_finals_equal_transcribe(rec, row):
+    path = SAMPLES / row["path"]
+    expected = rec.transcribe(path)
+    events, summary = run(rec, FileSource(path, speed=20))
+    done = finals(events)
+    assert " ".join(e.text for e in done) == expected.text
+    assert {e.task for e in done} == {expected.task}
+    assert_nothing_lost(summary, len(media.read_audio(path)))
+    assert summary.frames_in > 0 and all(e.latency_ms >= 0 for e in done)
+
+
+def test_several_utterances_equal_the_stream(rec, three_utterances):
+    path, audio = three_utterances
+    stream = rec.create_stream()
+    results = []
+    for start in range(0, len(audio), 640):
+        stream.accept_waveform(SAMPLE_RATE, audio[start:start + 640])
+        results += stream.decode()
+    stream.input_finished()
+    expected = [(r.text, r.start, r.end) for r in results + stream.decode() if r.final]
+    events, summary = run(rec, FileSource(path, speed=5))
+    assert [(e.text, e.start, e.end) for e in finals(events)] == expected and len(expected) == 3
+    assert_nothing_lost(summary, len(audio))
+    assert summary.samples_silent > 2 * 1.5 * SAMPLE_RATE and summary.finals == 3
+    partials = [e for e in events if e.type == "partial"]
+    assert partials and all(e.committed.split() == e.text.split()[:len(e.committed.split())] for e in partials)
+
+
+def test_a_slow_machine_says_so_and_degrades_in_order(rec):
+    class Slow:  # the demo model as a machine four times too slow would run it
+        tasks = rec.tasks
+
+        @staticmethod
+        def transcribe(audio, frames, task, options):
+            time.sleep(0.25)
+            return rec.transcribe(audio, frames, task, options)
+
+    path = SAMPLES / ROWS[0]["path"]
+    events, summary = run(Slow(), FileSource(path, speed=4), stream_options=StreamOptions(partial_every=0.2),
+                          live=LiveOptions(behind_after=0.3, degrade=True))
+    states = [e.message for e in events if e.state == "behind"]
+    assert len(states) >= 2 and "partials every 0.6 s" in states[0] and "ASR without lips" in states[1]
+    assert finals(events)[-1].task == "asr"
+    assert_nothing_lost(summary, len(media.read_audio(path)))
+    assert summary.behind >= 1
+
+
+def test_local_agreement_commits_what_two_partials_agree_on():
+    agreement = LocalAgreement()
+    assert agreement.update("five w") == ("", "five w")
+    assert agreement.update("five w b") == ("five w", "b")
+    assert agreement.update("five v b nine") == ("five w", "v b nine")  # committed words stay
+    assert agreement.update("five w b nine q") == ("five w", "b nine q")
+    assert agreement.update("five w b nine q three") == ("five w b nine q", "three")
+    agreement.reset()
+    assert agreement.update("zero") == ("", "zero")
