@@ -11,10 +11,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-from smop_edge.runtime.errors import UsageError
-
 from smop_edge.runtime.config import (AudioEncoderConfig, CompressionConfig, LLMConfig, ModelConfig, ProjectorConfig,
-                     RopeScalingConfig, VideoEncoderConfig)
+                                      RopeScalingConfig, TokensConfig, VideoEncoderConfig)
+from smop_edge.runtime.errors import UsageError
 
 # ---- component families (what a state dict cannot say about them) ------------------------------
 AUDIO_ENCODERS: dict[str, AudioEncoderConfig] = {
@@ -53,13 +52,13 @@ TINY_LLM = LLMConfig(hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, ffn_
 
 def _model(name: str, tasks: list[str], audio: AudioEncoderConfig | None, video: VideoEncoderConfig | None,
            projector: ProjectorConfig, llm: LLMConfig, audio_comp: CompressionConfig = None,
-           video_comp: CompressionConfig = None) -> ModelConfig:
+           video_comp: CompressionConfig = None, tokens: TokensConfig | None = None) -> ModelConfig:
     return ModelConfig(
         name=name, tasks=tasks,
         audio_encoder=copy.deepcopy(audio), video_encoder=copy.deepcopy(video),
         audio_compression=audio_comp or CompressionConfig("avg-pool", 4),
         video_compression=video_comp or CompressionConfig("avg-pool", 2),
-        projector=projector, llm=copy.deepcopy(llm),
+        projector=projector, llm=copy.deepcopy(llm), tokens=copy.deepcopy(tokens) or TokensConfig(),
     )
 
 
@@ -84,6 +83,17 @@ DEMO_LLM = LLMConfig(hidden=128, layers=2, heads=4, kv_heads=2, head_dim=32, ffn
                      tie_embeddings=True, lora_bottleneck=0)
 _TINY_VIDEO_LORA = dataclasses.replace(TINY_VIDEO, lora_bottleneck=TINY_VIDEO.d_model // 16)
 
+# Demo model v2 (issue 40): the paper's design on pretrained parts that ship in registry wheels
+# (models/pretrained): Whisper tiny.en's encoder, frozen; SmolLM2-135M-Instruct (a Llama) adapted with the
+# paper's divisor LoRA (rank 32 -> bottleneck 576 / 32 = 18, scale 0.125), or a small Llama trained from
+# scratch; the video encoder and SMoP projector are trained.
+WHISPER_TINY = AudioEncoderConfig(d_model=384, layers=4, heads=6, ffn_dim=1536, mel_bins=80, max_positions=1500)
+SMOLLM2_135M = LLMConfig(hidden=576, layers=30, heads=9, kv_heads=3, head_dim=64, ffn_dim=1536, vocab=49157,
+                         rope_theta=100000.0, rope_scaling=None, max_positions=8192, tie_embeddings=True,
+                         lora_bottleneck=576 // 32, lora_scale=0.125)
+# SmolLM2's own turn markers delimit the transcript (its tokenizer has no Llama-3 BOS/EOS)
+SMOLLM2_TOKENS = TokensConfig(bos="<|im_start|>", eos="<|im_end|>")
+
 ZOO: dict[str, ModelConfig] = {c.name: c for c in [
     # The released Llama-SMoP (Interspeech 2025): JEJR, E=4, k=2, avg-pool audio 4 / video 2.
     _model("smop-1b-jejr", ["avsr"], _WM, _AL, _smop("JEJR"), _L1),
@@ -103,6 +113,10 @@ ZOO: dict[str, ModelConfig] = {c.name: c for c in [
     # The demo models: SMoP DEDR (E=4, k=2) and the MLP-projector baseline; one model serves all tasks.
     _model("demo-dedr", ["asr", "vsr", "avsr"], DEMO_AUDIO, DEMO_VIDEO, _smop("DEDR", 256), DEMO_LLM),
     _model("demo-mlp", ["asr", "vsr", "avsr"], DEMO_AUDIO, DEMO_VIDEO, _mlp(256), DEMO_LLM),
+    # Demo model v2: a frozen Whisper tiny.en encoder with SmolLM2-135M + LoRA, or with the small Llama.
+    _model("demo-v2-smollm", ["asr", "vsr", "avsr"], WHISPER_TINY, DEMO_VIDEO, _smop("DEDR", 1024), SMOLLM2_135M,
+           tokens=SMOLLM2_TOKENS),
+    _model("demo-v2-small", ["asr", "vsr", "avsr"], WHISPER_TINY, DEMO_VIDEO, _smop("DEDR", 256), DEMO_LLM),
     # Tiny configurations for tests (same architecture, toy widths).
     _model("tiny-jejr", ["avsr"], TINY_AUDIO, TINY_VIDEO, _smop("JEJR", 96), TINY_LLM),
     _model("tiny-jedr", ["avsr"], TINY_AUDIO, TINY_VIDEO, _smop("JEDR", 96), TINY_LLM),

@@ -28,6 +28,8 @@ from smop_edge.models.checkpoint import load_model, save_checkpoint
 from smop_edge.models.compression import compress
 from smop_edge.runtime.config import TASKS, ModelConfig, TokensConfig
 from smop_edge.models.llama_smop import LlamaSMoP
+from smop_edge.models.pretrained.parts import (freeze_pretrained, load_pretrained, pretrained_parts,
+                                               save_smollm2_tokenizer, uses_smollm2)
 from smop_edge.models.projector import load_balancing_loss, router_z_loss
 from smop_edge.models.tokenizer_builder import train_base_tokenizer
 from smop_edge.runtime.errors import CheckpointError, UsageError
@@ -260,17 +262,24 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "options.json").write_text(json.dumps(asdict(opts), indent=2))
+    cfg = zoo.get(opts.model)
     if opts.init and not (out / "tokenizer.json").exists():
         _copy_tokenizer(Path(opts.init), out / "tokenizer.json")
+    elif not (out / "tokenizer.json").exists() and uses_smollm2(cfg):
+        save_smollm2_tokenizer(out / "tokenizer.json")
     tokenizer = domain_tokenizer(out / "tokenizer.json")
-    cfg = zoo.get(opts.model)
     cfg.llm.vocab = tokenizer.vocab_size
     torch.manual_seed(opts.seed)
     model = LlamaSMoP(cfg)
     state_path = out / STATE
+    pretrained = pretrained_parts(model)
     if opts.init and not state_path.exists():
         _load_weights(model, Path(opts.init))
         log(f"starting from {opts.init}")
+    elif pretrained and not state_path.exists():
+        load_pretrained(model, pretrained)
+        log(f"pretrained parts: {', '.join(pretrained)}")
+    freeze_pretrained(model, pretrained)
     ids = SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)
     prompt_ids = {t: tokenizer.encode(p) for t, p in cfg.tokens.prompts.items()}
     show = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
@@ -279,11 +288,12 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     dev = (load_examples(dev_manifest, tokenizer, None, workers, show("load dev"), opts.eval_size, video)
            if dev_manifest else [])
     log(f"{len(data)} training utterances ({sum(len(e.audio) for e in data) / 16000 / 3600:.2f} h), "
-        f"{len(dev)} dev; model {cfg.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+        f"{len(dev)} dev; model {cfg.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
+        f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trained")
 
     bank = WordBank(word_bank) if word_bank else None
     aux = AuxHeads(cfg, tokenizer.vocab_size) if opts.ctc_weight or opts.frame_weight else None
-    params = list(model.parameters()) + (list(aux.parameters()) if aux else [])
+    params = [p for p in model.parameters() if p.requires_grad] + (list(aux.parameters()) if aux else [])
     optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(0.9, 0.98), weight_decay=opts.weight_decay)
     rng = np.random.default_rng(opts.seed)
     step, queue = 0, []

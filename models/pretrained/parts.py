@@ -1,0 +1,94 @@
+"""Pretrained parts into a model: Whisper tiny.en's encoder and SmolLM2-135M's decoder, read from their
+registry wheels, copied into the matching parts of a `LlamaSMoP` (the demo v2 zoo entries), so that
+training starts from them (the paper freezes the Whisper encoder and adapts the Llama with LoRA)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smop_edge.runtime.config import AudioEncoderConfig, LLMConfig
+from smop_edge.runtime.errors import CheckpointError
+
+from .ct2_whisper import whisper_encoder
+from .gguf_llama import gguf_tokenizer, llama_state_dict, llm_config, read_gguf, smollm2_gguf_path
+
+AUDIO_ENCODER, LLM = "audio_encoder", "llm"
+
+
+def _same_shape(a: AudioEncoderConfig | LLMConfig, b: AudioEncoderConfig | LLMConfig) -> bool:
+    """Equal apart from the LoRA fields (a fine-tuning choice) and the vocabulary (the AVSR tokens)."""
+    ignore = {"lora_bottleneck", "lora_scale", "vocab"}
+    return all(getattr(a, f.name) == getattr(b, f.name) for f in dataclasses.fields(a) if f.name not in ignore)
+
+
+def pretrained_parts(model) -> list[str]:
+    """Which parts of `model` (a LlamaSMoP) have the shape of a pretrained part we can read."""
+    parts = []
+    if model.audio_encoder is not None and _same_shape(model.cfg.audio_encoder, whisper_encoder_config()):
+        parts.append(AUDIO_ENCODER)
+    if uses_smollm2(model.cfg):
+        parts.append(LLM)
+    return parts
+
+
+def uses_smollm2(cfg) -> bool:
+    """Whether a model config's LLM is SmolLM2-135M's shape (then its tokenizer is SmolLM2's)."""
+    return _same_shape(cfg.llm, smollm2_config())
+
+
+def whisper_encoder_config() -> AudioEncoderConfig:
+    return whisper_encoder()[0]
+
+
+def smollm2_config() -> LLMConfig:
+    return llm_config(read_gguf(smollm2_gguf_path()))
+
+
+@torch.no_grad()
+def load_pretrained(model, parts: list[str] | None = None) -> list[str]:
+    """Copy the pretrained weights into `parts` of `model` (default: every part that fits) and return the
+    parts loaded. The LLM's LoRA branches keep their initialisation (a no-op, as the authors start), and
+    the embedding rows of the tokens added after the base vocabulary keep theirs (never pretrained)."""
+    parts = pretrained_parts(model) if parts is None else parts
+    if AUDIO_ENCODER in parts:
+        _, state = whisper_encoder()
+        _copy(model.audio_encoder, state, "Whisper tiny.en encoder")
+    if LLM in parts:
+        state = llama_state_dict(read_gguf(smollm2_gguf_path()))
+        embed = state.pop("model.embed_tokens.weight")
+        state.pop("lm_head.weight", None)  # tied to the embedding
+        rows = model.llm.get_input_embeddings().weight
+        if rows.shape[0] < embed.shape[0]:
+            raise CheckpointError(f"the model's vocabulary ({rows.shape[0]}) is smaller than SmolLM2's ({embed.shape[0]})")
+        rows[: embed.shape[0]] = torch.from_numpy(embed)
+        lora = {k for k in model.llm.state_dict() if ".lora_" in k}
+        _copy(model.llm, state, "SmolLM2-135M", allowed_missing=lora | {"model.embed_tokens.weight", "lm_head.weight"})
+    return parts
+
+
+def _copy(module: torch.nn.Module, state: dict[str, np.ndarray], what: str, allowed_missing: set[str] = frozenset()) -> None:
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    missing, unexpected = module.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if k not in allowed_missing]
+    if missing or unexpected:
+        raise CheckpointError(f"{what} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def freeze_pretrained(model, parts: list[str]) -> None:
+    """Freeze what the paper freezes: the pretrained audio encoder whole, the pretrained LLM but its LoRA."""
+    if AUDIO_ENCODER in parts:
+        model.audio_encoder.requires_grad_(False)
+    if LLM in parts:
+        for name, p in model.llm.named_parameters():
+            p.requires_grad_(".lora_" in name)
+
+
+def save_smollm2_tokenizer(path: str | Path) -> Path:
+    """SmolLM2's base tokenizer (from the GGUF metadata) as tokenizer.json; the AVSR tokens are added on load."""
+    path = Path(path)
+    gguf_tokenizer(read_gguf(smollm2_gguf_path())).save(str(path))
+    return path
