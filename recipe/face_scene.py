@@ -55,9 +55,9 @@ class FaceIdentity:
 
 
 def identities(split: str, n: int = 6) -> list[FaceIdentity]:
-    """`n` identities per photo for `split` (train / test); the splits draw from different seeds, so
-    their faces differ in mirroring, shape and tone (they share the two photos: see the README)."""
-    rng = np.random.default_rng({"train": 1000, "test": 2000}[split])
+    """`n` identities per photo for `split` (train / test / sealed); the splits draw from different seeds,
+    so their faces differ in mirroring, shape and tone (they share the two photos: see docs/demo-model.md)."""
+    rng = np.random.default_rng({"train": 1000, "test": 2000, "sealed": 3000}[split])
     return [FaceIdentity.sample(rng, photo) for _ in range(n) for photo in PHOTOS]
 
 

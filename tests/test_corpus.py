@@ -38,7 +38,8 @@ def test_synth_resumes_and_splits_are_disjoint(tiny_corpus, tmp_path):
     train = corpus.read_manifest(tiny_corpus / "train" / corpus.MANIFEST)
     test = corpus.read_manifest(tiny_corpus / "test" / corpus.MANIFEST)
     assert not {r["voice"] for r in train} & {r["voice"] for r in test}
-    assert not {i.id for i in face_scene.identities("train")} & {i.id for i in face_scene.identities("test")}
+    faces = {split: {i.id for i in face_scene.identities(split)} for split in corpus.SPLITS}
+    assert not faces["train"] & faces["test"] and not faces["sealed"] & (faces["train"] | faces["test"])
     # a second run of the same command keeps the rows and adds the missing ones, identically
     out = tmp_path / "c"
     assert main(["synth", "--out", str(out), "--n", "1", "--seed", "5", "--quiet"]) == 0

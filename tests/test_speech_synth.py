@@ -58,9 +58,19 @@ def test_rate_changes_duration():
 def test_voice_splits_are_disjoint_and_cover_every_engine():
     train = {v.id for v in speech_synth.TRAIN_VOICES}
     test = {v.id for v in speech_synth.TEST_VOICES}
-    assert not train & test
+    sealed = {v.id for v in speech_synth.SEALED_VOICES}
+    assert not train & test and not sealed & (train | test)
+    variants = {split: {v.name.split("+")[1] for v in voices if v.engine == "espeak"}
+                for split, voices in speech_synth.VOICES.items()}
+    assert not variants["sealed"] & (variants["train"] | variants["test"])  # not even the variant is known
     for voices in (speech_synth.TRAIN_VOICES, speech_synth.TEST_VOICES):
         assert {v.engine for v in voices} == {"flite", "festival", "espeak"}
+
+
+def test_every_sealed_voice_speaks():
+    for voice in speech_synth.SEALED_VOICES:
+        audio, phones = speech_synth.synthesize("seven k", voice)
+        assert len(audio) > 0.3 * SAMPLE_RATE and np.sqrt(np.mean(audio ** 2)) > 1e-3, voice.id
 
 
 def _band_energy(x, lo, hi):
