@@ -8,7 +8,7 @@ at real-time pace or a network socket.
     for result in stream.decode(): ...            # new partial and final results
     stream.input_finished(); stream.decode()      # flush the last utterance
 
-Utterances are found by a causal energy voice-activity detector on 40 ms frames (one video frame
+Utterances are found by a causal voice-activity detector (`vad.py`: energy or silero) on 40 ms frames (one video frame
 each, so cuts fall on frame boundaries). The stream's timeline is split into contiguous spans, each an
 utterance (decoded: one final result, and partial results while it grows) or a silence (skipped), so
 every sample received belongs to exactly one span: nothing is lost or counted twice at chunk borders.
@@ -26,13 +26,13 @@ from .decoding import DecodingOptions
 from .errors import UsageError
 from .features import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_FPS
 from .prompt import TASK_MODALITIES
+from .vad import make_vad
 
 if TYPE_CHECKING:
     from .lip_cropper import LiveLipCropper
     from .recognizer import Recognizer
 
 FRAME = SAMPLES_PER_VIDEO_FRAME  # VAD frame: 40 ms
-HISTORY_FRAMES = 30 * VIDEO_FPS  # the VAD's levels are judged against the last 30 s
 
 
 @dataclass
@@ -44,6 +44,7 @@ class StreamOptions:
     max_leading_silence: float = 1.0  # at most this much silence is kept before an utterance's speech
     max_utterance: float = 24.0  # longer speech is cut at its quietest point (the model's window)
     partial_every: float = 1.0  # 0: no partial results (and no early decode at a pause)
+    vad: str = "energy"  # or "silero" (runtime/vad.py)
 
 
 @dataclass
@@ -108,7 +109,7 @@ class Stream:
         self.frames_received = 0
         # VAD state: frames judged, level history, the open span
         self._judged = 0  # VAD frames judged (from sample 0)
-        self._levels: list[float] = []
+        self._judge = make_vad(self.vad.vad)
         self._span_start = 0  # sample where the open span starts
         self._speech_end: int | None = None  # sample where the open utterance's speech last ended
         self._last_partial = 0
@@ -203,17 +204,6 @@ class Stream:
                 self._last_partial = self._judged * FRAME
                 results.append(self._recognise(self._span_start, self._last_partial, final=False))
         return [r for r in results if r is not None]
-
-    def _judge(self, frame: np.ndarray) -> bool:
-        """Speech when the frame stands out from the quietest tenth of the recent levels (3 dB) and lies
-        within 35 dB of the loudest: the offline splitter's rule (`segments.speech_mask`), causal."""
-        level = 10.0 * np.log10(np.mean(np.asarray(frame, np.float64) ** 2) + 1e-12)
-        self._levels.append(level)
-        del self._levels[:-HISTORY_FRAMES]
-        floor, peak = np.percentile(self._levels, 10), np.percentile(self._levels, 99)
-        if peak - floor < 6.0 or peak < -60.0:
-            return False
-        return level > max(floor + 3.0, peak - 35.0)
 
     def _quietest_cut(self, end: int) -> int:
         """A cut for an utterance that reached the model's window: its quietest frame in the second half."""

