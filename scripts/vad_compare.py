@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     for label in sorted(rows, key=lambda k: (k.split(":")[1], k)):
         print(f"| {label} | " + " | ".join(rows[label]) + " |")
     for name, values in cost.items():
-        print(f"\n{name}: {np.mean(values):.3f} ms of CPU per 40 ms of audio", end="")
+        print(f"\n{name}: {np.mean(values):.3f} ms (wall) per 40 ms frame", end="")
     print()
     return 0
 
