@@ -13,6 +13,7 @@ sample ends in a decoded utterance or a silence (`LiveSummary`: samples in = dec
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -113,7 +114,8 @@ class MicrophoneSource:
         try:
             info = sd.query_devices(device, "input")
         except (ValueError, sd.PortAudioError) as exc:
-            raise InputError(f"no microphone {device if device is not None else '(default)'}: {exc}") from None
+            which = f"microphone {device}" if device is not None else "microphone found"
+            raise InputError(f"no {which} ({exc}); see smop-edge live --list-devices, or use --input FILE") from None
         self.device, self.name = device, info["name"]
         self.rate = int(info["default_samplerate"])
         self.block = max(int(self.rate * block), 1)
@@ -144,8 +146,7 @@ class CameraSource:
     realtime = True
 
     def __init__(self, index: int = 0) -> None:
-        import cv2
-
+        cv2 = _quiet_cv2()
         self.index = index
         self._capture = cv2.VideoCapture(index)
         if not self._capture.isOpened():
@@ -163,8 +164,17 @@ class CameraSource:
             self._capture.release()
 
 
+def _quiet_cv2():
+    """OpenCV without its warnings for cameras that are not there (we report those ourselves)."""
+    import cv2
+
+    cv2.setLogLevel(0)  # silent
+    return cv2
+
+
 def list_devices(cameras: int = 4) -> str:
-    """Input audio devices (PortAudio) and the cameras among the first `cameras` indices OpenCV opens."""
+    """Input audio devices (PortAudio) and the cameras OpenCV opens (/dev/video* on Linux, else the first
+    `cameras` indices)."""
     lines = []
     try:
         sd = _sounddevice()
@@ -175,10 +185,10 @@ def list_devices(cameras: int = 4) -> str:
                   for i, d in devices]
     except UsageError as exc:
         lines.append(f"microphones: {exc}")
-    import cv2
-
+    cv2 = _quiet_cv2()
     found = []
-    for index in range(cameras):
+    video = sorted(int(p.name[5:]) for p in Path("/dev").glob("video*") if p.name[5:].isdigit())
+    for index in video if Path("/dev").is_dir() and sys.platform.startswith("linux") else range(cameras):
         capture = cv2.VideoCapture(index)
         if capture.isOpened():
             found.append(f"  {index}  {int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))}x"

@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 
 # TTS voices, sox and ffmpeg for the demo corpus; klettres-data, qabcs-data, asterisk-core-sounds-en-g722,
 # saytime and pocketsphinx-testdata hold real human recordings of letters and digits (the demo model's
-# real-voice check, smop_edge.recipe.real_voices)
+# real-voice check, smop_edge.recipe.real_voices); pulseaudio's null sink is the virtual microphone of
+# tests/test_live.py
 APT_PACKAGES=(flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox ffmpeg
-              libportaudio2 klettres-data qabcs-data asterisk-core-sounds-en-g722 saytime pocketsphinx-testdata)
+              libportaudio2 klettres-data qabcs-data asterisk-core-sounds-en-g722 saytime pocketsphinx-testdata
+              pulseaudio pulseaudio-utils)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

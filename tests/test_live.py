@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -11,7 +14,7 @@ import pytest
 from conftest import write_wav
 from smop_edge.runtime import DEMO_BUNDLE, StreamOptions, load_recognizer, media
 from smop_edge.runtime.features import SAMPLE_RATE
-from smop_edge.runtime.live import FileSource, LiveEngine, LiveOptions, LocalAgreement
+from smop_edge.runtime.live import FileSource, LiveEngine, LiveOptions, LocalAgreement, MicrophoneSource
 
 SAMPLES = DEMO_BUNDLE.parent / "samples"
 ROWS = [json.loads(line) for line in (SAMPLES / "manifest.jsonl").read_text().splitlines()]
@@ -105,3 +108,40 @@ def test_local_agreement_commits_what_two_partials_agree_on():
     assert agreement.update("five w b nine q three") == ("five w b nine q", "three")
     agreement.reset()
     assert agreement.update("zero") == ("", "zero")
+
+
+@pytest.fixture
+def virtual_microphone(monkeypatch):
+    """A PulseAudio null sink whose monitor is the microphone PortAudio opens (PULSE_SOURCE, so the
+    machine's default source is left alone); skipped without PulseAudio (Debian: pulseaudio)."""
+    pytest.importorskip("sounddevice")
+    if not all(shutil.which(tool) for tool in ("pulseaudio", "pactl", "paplay")):
+        pytest.skip("PulseAudio is not installed (Debian: pulseaudio, pulseaudio-utils)")
+    started = subprocess.run(["pulseaudio", "--check"]).returncode != 0
+    if started and subprocess.run(["pulseaudio", "--start", "--exit-idle-time=-1"], capture_output=True).returncode:
+        pytest.skip("PulseAudio does not start here")
+    sink = f"smop_edge_test_{os.getpid()}"
+    module = subprocess.run(["pactl", "load-module", "module-null-sink", f"sink_name={sink}"], capture_output=True,
+                            text=True)
+    if module.returncode:
+        pytest.skip(f"no PulseAudio null sink: {module.stderr.strip()}")
+    monkeypatch.setenv("PULSE_SOURCE", f"{sink}.monitor")
+    yield sink
+    subprocess.run(["pactl", "unload-module", module.stdout.strip()])
+    if started:
+        subprocess.run(["pulseaudio", "--kill"])
+
+
+def test_the_microphone_path_through_a_virtual_microphone(rec, virtual_microphone, tmp_path):
+    speech = media.read_audio(SAMPLES / ROWS[0]["path"])
+    quiet = np.zeros(SAMPLE_RATE, np.float32)
+    played = write_wav(tmp_path / "said.wav", np.concatenate([quiet, speech, quiet, quiet]))
+    events = []
+    engine = LiveEngine(rec, [MicrophoneSource()], on_event=events.append).start()
+    time.sleep(0.5)
+    subprocess.run(["paplay", f"--device={virtual_microphone}", str(played)], check=True)
+    engine.stop()
+    summary = engine.join(30)
+    assert [e.text for e in finals(events)] == [rec.transcribe(speech, None, "asr").text]
+    assert summary.samples_in > len(played.read_bytes()) // 2 - SAMPLE_RATE
+    assert summary.samples_in == summary.samples_decoded + summary.samples_silent
