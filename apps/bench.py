@@ -150,8 +150,9 @@ def zoo_source(opts: BenchOptions, log: Log) -> Source:
 
     import torch
 
+    from smop_edge.export.source import load_source
     from smop_edge.models import zoo
-    from smop_edge.models.checkpoint import random_init, save_checkpoint
+    from smop_edge.models.checkpoint import save_checkpoint
     from smop_edge.models.tokenizer_builder import base_tokenizer_for
 
     config = zoo.get(opts.zoo)
@@ -160,14 +161,14 @@ def zoo_source(opts: BenchOptions, log: Log) -> Source:
     tok = base_tokenizer_for(config)  # sizes a tiny configuration's vocabulary
     if not checkpoint.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        model = random_init(config, seed=0)
+        tok.save(str(tokenizer))
+        model, _, _ = load_source(config, tokenizer, seed=0)
         need = sum(p.numel() for p in model.parameters()) * 2 * 8  # checkpoint + about 7 bundles' graphs
         free = shutil.disk_usage(folder).free
         if free < need:
             raise UsageError(f"not enough disk for a benchmark of {opts.zoo}: about {need / 1e9:.0f} GB needed, "
                              f"{free / 1e9:.0f} GB free at {folder}")
         log(f"writing random weights of {opts.zoo} to {checkpoint}")
-        tok.save(str(tokenizer))
         save_checkpoint(model, checkpoint.with_suffix(".tmp.pth"), dtype=torch.bfloat16)
         checkpoint.with_suffix(".tmp.pth").rename(checkpoint)
     return Source(config.to_dict(), checkpoint, tokenizer, opts.audio_mode or "faithful", None, True)
@@ -176,17 +177,10 @@ def zoo_source(opts: BenchOptions, log: Log) -> Source:
 def _export_variant(checkpoint: str | None, config: dict | None, tokenizer: str, out: str, options: dict) -> None:
     """Runs in a fresh process: a checkpoint (or a random-weight model of `config`) -> bundle."""
     from smop_edge.export.bundle import ExportOptions, export_bundle
-    from smop_edge.models.checkpoint import load_model, random_init
+    from smop_edge.export.source import load_source
     from smop_edge.runtime.config import ModelConfig
-    from smop_edge.runtime.tokenizer import load_tokenizer
 
-    if checkpoint:
-        model, _ = load_model(checkpoint, dtype=None)
-        source = {"checkpoint": Path(checkpoint).name}
-    else:
-        model = random_init(ModelConfig.from_dict(config), seed=0)
-        source = {"random_init": True, "config": config["name"]}
-    tok = load_tokenizer(tokenizer, expected_size=model.cfg.llm.vocab)
+    model, tok, source = load_source(checkpoint or ModelConfig.from_dict(config), tokenizer, seed=0)
     export_bundle(model, tok, Path(out), ExportOptions(force=True, **options), source, log=lambda msg: None)
 
 

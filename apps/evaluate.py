@@ -1,5 +1,6 @@
 """`smop-edge eval`: corpus-level WER of a bundle on a manifest, clean and with noise mixed in at
-given SNRs. Mouth crops are cached (cropped once), so only the audio is re-mixed per SNR. Torch-free."""
+given SNRs, and its text report. Mouth crops are cached (cropped once), so only the audio is re-mixed
+per SNR. Torch-free."""
 
 from __future__ import annotations
 
@@ -167,3 +168,34 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
     for cond in conditions:
         cond.tally()
     return Report(manifest, bundle, task, noise_kind, conditions, options)
+
+
+def render_text(report: Report) -> str:
+    """The report as `smop-edge eval` prints it: a line per condition (WER, error kinds, utterances,
+    misses of the face finder), then its per-voice and per-speaker tallies and the per-speaker mean."""
+    lines = []
+    for cond in report.conditions:
+        label = "clean" if cond.snr is None else f"{cond.snr:g} dB {report.noise}"
+        missed = sum(r.no_face for r in cond.rows)
+        lines.append(f"{report.task} {label}: WER {100 * cond.wer:.2f} % ({cond.errors} errors / {cond.words} words: "
+                     f"{_error_kinds(vars(cond))}; {len(cond.rows)} utterances"
+                     + (f", {missed} without a face found" if missed else "") + ")")
+        if len(cond.voices) > 1:
+            lines += [_tally_line(voice, v) for voice, v in cond.voices.items()]
+        lines += [_tally_line(f"speaker {speaker}", v) for speaker, v in cond.speakers.items()
+                  if speaker not in cond.voices]  # speakers heard in several voices
+        if len(cond.speakers) > 1 and cond.speaker_wer is not None:
+            lines.append(f"  per speaker: WER {100 * cond.speaker_wer:.1f} % (the mean of the "
+                         f"{len(cond.speakers_in_mean)} speakers with {MIN_SPEAKER_WORDS} words or more, "
+                         "each weighing the same)")
+    return "\n".join(lines)
+
+
+def _tally_line(label: str, tally: dict) -> str:
+    """An indented 'label: WER x % (errors / words: kinds)' line under a condition's total."""
+    return f"  {label}: WER {100 * tally['wer']:.1f} % ({tally['errors']} / {tally['words']}: {_error_kinds(tally)})"
+
+
+def _error_kinds(tally: dict) -> str:
+    """'S sub, D del, I ins' of an eval tally."""
+    return f"{tally['substitutions']} sub, {tally['deletions']} del, {tally['insertions']} ins"
