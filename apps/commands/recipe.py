@@ -26,8 +26,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="corpus directory (manifest.jsonl, <split>/*.mp4)")
     p.add_argument("--n", type=int, required=True, help="number of utterances")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", choices=["train", "test"], default="train",
-                   help="voices and faces of the two splits are disjoint")
+    p.add_argument("--split", choices=["train", "test", "sealed"], default="train",
+                   help="voices and faces of the splits are disjoint; test is the dev set (choices are made on "
+                   "it), sealed the final table's (nothing is tuned on it)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_synth)
@@ -54,7 +55,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                    "saves its state every 100 steps and the same command resumes it.")
     p.add_argument("manifest", help="training manifest.jsonl")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pth, tokenizer.json, train_log.jsonl")
-    p.add_argument("--model", choices=["demo-dedr", "demo-mlp"], default="demo-dedr")
+    p.add_argument("--model", choices=["demo-dedr", "demo-mlp", "demo-v2-small", "demo-v2-smollm"],
+                   default="demo-dedr", help="demo-v2-*: a frozen Whisper tiny.en encoder (and SmolLM2-135M "
+                   "with LoRA), read from their registry wheels")
     # unset options take TrainOptions' defaults (the recipe's: 14000 steps, 11000 of them ASR-only)
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
