@@ -265,6 +265,7 @@ class LiveOptions:
     behind_after: float = 1.0
     slower_partials: float = 3.0  # first step: partials this many times less often
     degrade: bool | None = None  # None: only when every source runs at real-time pace
+    file_backlog: float = 2.0  # a source faster than real time waits while this much of it is queued (s)
 
 
 @dataclass
@@ -390,9 +391,16 @@ class LiveEngine:
                 self._queued += len(item.samples) / item.rate
         self._queue.put(item)
 
+    def _put_when_room(self, item) -> None:
+        """A file waits while `file_backlog` seconds of it are queued (a microphone cannot wait: its put never
+        blocks), so a file read faster than it decodes holds bounded memory."""
+        while self._queued > self.live.file_backlog and not self._stop.is_set():
+            time.sleep(0.005)
+        self._put(item)
+
     def _capture(self, source, origin: float) -> None:
         try:
-            source.run(self._put, self._stop, origin)
+            source.run(self._put if source.realtime else self._put_when_room, self._stop, origin)
         except BaseException as exc:  # noqa: BLE001 - handed to the worker, raised by join()
             self._queue.put(exc)
         finally:

@@ -145,3 +145,27 @@ def test_the_microphone_path_through_a_virtual_microphone(rec, virtual_microphon
     assert [e.text for e in finals(events)] == [rec.transcribe(speech, None, "asr").text]
     assert summary.samples_in > len(played.read_bytes()) // 2 - SAMPLE_RATE
     assert summary.samples_in == summary.samples_decoded + summary.samples_silent
+
+
+def test_the_command_writes_one_json_object_per_event(rec, capsys, tmp_path):
+    from smop_edge.apps.cli import main
+
+    path, srt, txt = SAMPLES / ROWS[0]["path"], tmp_path / "out.srt", tmp_path / "out.txt"
+    assert main(["live", "--input", str(path), "--speed", "20", "--json", "--srt", str(srt), "--txt", str(txt)]) == 0
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    done = [e for e in events if e["type"] == "final"]
+    assert {e["type"] for e in events} <= {"partial", "final", "state"} and len(done) == 1
+    assert all({"text", "start", "end", "task"} <= e.keys() for e in events if e["type"] != "state")
+    assert done[0]["text"] == rec.transcribe(path).text and done[0]["latency_ms"] >= 0 and done[0]["end"] > done[0]["start"]
+    assert txt.read_text() == done[0]["text"] + "\n" and done[0]["text"] in srt.read_text()
+    assert "1 finals" in err and "decoded" in err
+
+
+def test_the_command_says_what_is_wrong(capsys, tmp_path):
+    from smop_edge.apps.cli import main
+
+    assert main(["live", "--input", str(tmp_path / "missing.mp4")]) == 3
+    assert "not found" in capsys.readouterr().err
+    assert main(["live", "--input", str(SAMPLES / ROWS[0]["path"]), "--mic", "1"]) == 2
+    assert main(["live", "--input", str(SAMPLES / ROWS[0]["path"]), "--speed", "-1"]) == 2
