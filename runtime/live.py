@@ -89,7 +89,7 @@ class FileSource:
                         return
                 elif stop.is_set():
                     return
-                while pending is not None and pending[0] / VIDEO_FPS < min(done, length):
+                while pending is not None and pending[0] / VIDEO_FPS < min(done - offset, length):
                     put(VideoFrame(offset + pending[0] / VIDEO_FPS, pending[1], time.monotonic()))
                     pending = next(frames, None)
                 put(AudioChunk(offset + pos / SAMPLE_RATE, SAMPLE_RATE, chunk, time.monotonic()))

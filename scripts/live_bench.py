@@ -90,24 +90,8 @@ def live(rec, path: Path, speed: float, min_silence: float, padding: float, loop
     return engine.run(), finals
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--manifest", type=Path, default=DEMO_BUNDLE.parent / "samples" / "manifest.jsonl")
-    parser.add_argument("--clips", type=int, default=30)
-    parser.add_argument("--endpoints", default="0.6:0.15",
-                        help="comma-separated MIN_SILENCE:PADDING pairs (s): the pause that ends an utterance, "
-                             "the silence kept before and after its speech (smop-edge live's flags)")
-    parser.add_argument("--soak-minutes", type=float, default=0.0, help="minutes of input for the memory soak")
-    parser.add_argument("--speed", type=float, default=4.0, help="the soak's pace (times real time)")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    rec = load_recognizer(threads=args.threads)
-    work = Path(tempfile.mkdtemp(prefix="live-bench-"))
-    path = work / "joined.mp4"
-    reference = joined_clips(args.manifest, args.clips, path)
-    seconds = len(media.read_audio(path)) / SAMPLE_RATE
-    print(f"{path}: {args.clips} clips, {seconds:.1f} s, {len(reference.split())} words; "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}", flush=True)
+def accuracy_and_latency(rec, path: Path, reference: str, args: argparse.Namespace) -> None:
+    """`transcribe` on the joined file and clip by clip, then the live engine at real-time pace."""
     began = time.perf_counter()
     whole = rec.transcribe(path)
     print(f"transcribe: WER {100 * corpus_wer([(reference, whole.text)])[0]:.1f} % "
@@ -125,36 +109,66 @@ def main(argv: list[str] | None = None) -> int:
               f"max {max(summary.latencies_ms):.0f} ms; behind {summary.behind} times; "
               f"in = decoded + silent: {summary.samples_in == summary.samples_decoded + summary.samples_silent}; "
               f"load {os.getloadavg()[0]:.1f}", flush=True)
+
+
+def soak(rec, path: Path, seconds: float, args: argparse.Namespace) -> None:
+    """The file looped for `--soak-minutes` of input at `--speed`, resident memory sampled every 5 s."""
+    loops = max(int(round(args.soak_minutes * 60 / seconds)), 1)
+    samples: list[tuple[float, float]] = []  # (seconds of input fed, resident MB)
+    stop = threading.Event()
+    fed = [0.0]
+
+    def sample() -> None:
+        while not stop.wait(5.0):
+            samples.append((fed[0], resident_mb()))
+
+    def progress(event) -> None:
+        fed[0] = max(fed[0], event.end)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    min_silence, padding = (float(x) for x in args.endpoints.split(",")[0].split(":"))
+    summary, _ = live(rec, path, args.speed, min_silence, padding, loops, progress)
+    stop.set()
+    expected = len(media.read_audio(path)) * loops
+    after = [mb for t, mb in samples if t >= 120]  # after the first two minutes of input
+    print(f"soak: {loops} loops, {summary.samples_in / SAMPLE_RATE / 60:.1f} min of input at {args.speed:g}x in "
+          f"{summary.wall_seconds / 60:.1f} min; samples in {summary.samples_in} (file: {expected}), "
+          f"decoded + silent {summary.samples_decoded + summary.samples_silent}; {summary.finals} finals; "
+          f"behind {summary.behind} times", flush=True)
+    if after:
+        print(f"soak: resident memory after the first 2 min of input {min(after):.0f}-{max(after):.0f} MB "
+              f"(range {max(after) - min(after):.0f} MB; {len(after)} samples); "
+              f"first sample {samples[0][1]:.0f} MB", flush=True)
+        minutes = range(1, int(summary.samples_in / SAMPLE_RATE // 60) + 1)
+        trace = [next((f"{m}: {mb:.0f}" for t, mb in samples if t >= 60 * m), None) for m in minutes]
+        print("soak: resident MB at minute of input " + ", ".join(t for t in trace if t), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifest", type=Path, default=DEMO_BUNDLE.parent / "samples" / "manifest.jsonl")
+    parser.add_argument("--clips", type=int, default=30)
+    parser.add_argument("--endpoints", default="0.6:0.15",
+                        help="comma-separated MIN_SILENCE:PADDING pairs (s): the pause that ends an utterance, "
+                             "the silence kept before and after its speech (smop-edge live's flags)")
+    parser.add_argument("--soak-minutes", type=float, default=0.0, help="minutes of input for the memory soak")
+    parser.add_argument("--speed", type=float, default=4.0, help="the soak's pace (times real time)")
+    parser.add_argument("--soak-only", action="store_true", help="only the memory soak")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    rec = load_recognizer(threads=args.threads)
+    work = Path(tempfile.mkdtemp(prefix="live-bench-"))
+    path = work / "joined.mp4"
+    reference = joined_clips(args.manifest, args.clips, path)
+    seconds = len(media.read_audio(path)) / SAMPLE_RATE
+    print(f"{path}: {args.clips} clips, {seconds:.1f} s, {len(reference.split())} words; "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}", flush=True)
+    if not args.soak_only:
+        accuracy_and_latency(rec, path, reference, args)
     if args.soak_minutes > 0:
-        loops = max(int(round(args.soak_minutes * 60 / seconds)), 1)
-        samples: list[tuple[float, float]] = []  # (seconds of input fed, resident MB)
-        stop = threading.Event()
-        fed = [0.0]
-
-        def sample() -> None:
-            while not stop.wait(5.0):
-                samples.append((fed[0], resident_mb()))
-
-        def progress(event) -> None:
-            fed[0] = max(fed[0], event.end)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        min_silence, padding = (float(x) for x in args.endpoints.split(",")[0].split(":"))
-        summary, _ = live(rec, path, args.speed, min_silence, padding, loops, progress)
-        stop.set()
-        expected = len(media.read_audio(path)) * loops
-        after = [mb for t, mb in samples if t >= 120]  # after the first two minutes of input
-        print(f"soak: {loops} loops, {summary.samples_in / SAMPLE_RATE / 60:.1f} min of input at {args.speed:g}x in "
-              f"{summary.wall_seconds / 60:.1f} min; samples in {summary.samples_in} (file: {expected}), "
-              f"decoded + silent {summary.samples_decoded + summary.samples_silent}; {summary.finals} finals; "
-              f"behind {summary.behind} times", flush=True)
-        if after:
-            print(f"soak: resident memory after the first 2 min of input {min(after):.0f}-{max(after):.0f} MB "
-                  f"(range {max(after) - min(after):.0f} MB; {len(after)} samples); "
-                  f"first sample {samples[0][1]:.0f} MB", flush=True)
+        soak(rec, path, seconds, args)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -169,3 +170,20 @@ def test_the_command_says_what_is_wrong(capsys, tmp_path):
     assert "not found" in capsys.readouterr().err
     assert main(["live", "--input", str(SAMPLES / ROWS[0]["path"]), "--mic", "1"]) == 2
     assert main(["live", "--input", str(SAMPLES / ROWS[0]["path"]), "--speed", "-1"]) == 2
+
+
+def test_a_looped_file_keeps_its_frames_beside_its_audio():
+    from smop_edge.runtime.live import AudioChunk
+
+    items = []
+    source = FileSource(SAMPLES / ROWS[1]["path"], speed=0, loops=3)
+    source.run(items.append, threading.Event(), time.monotonic())
+    heard = 0.0  # input time the audio put so far reaches
+    for item in items:
+        if isinstance(item, AudioChunk):
+            assert abs(item.time - heard) < 1e-6  # contiguous across loops
+            heard = item.time + len(item.samples) / item.rate
+        else:  # a frame arrives with the chunk that reaches its time, never a whole loop early
+            assert heard - 0.04 <= item.time < heard + 0.04 + 1e-6
+    assert abs(heard - source.seconds) < 1e-6
+    assert sum(not isinstance(i, AudioChunk) for i in items) == 3 * len(list(media.iter_video(source.path)))
