@@ -333,6 +333,7 @@ class LiveLipCropper:
             self._detector = detector or FaceMeshDetector()
         self._history: list[np.ndarray] = []
         self.found = 0
+        self.transform: np.ndarray | None = None
 
     def push(self, frame: np.ndarray) -> np.ndarray | None:
         import cv2
@@ -355,7 +356,8 @@ class LiveLipCropper:
         self._history = self._history[-self.window:]
         track = np.stack(self._history)
         smoothed = smooth(track, causal=True, window=self.window)[-1]
-        return cv2.warpAffine(np.ascontiguousarray(frame), crop_transform(smoothed), (ROI_SIZE, ROI_SIZE),
+        self.transform = crop_transform(smoothed)  # image -> crop, for a preview's outline (draw_crop_box)
+        return cv2.warpAffine(np.ascontiguousarray(frame), self.transform, (ROI_SIZE, ROI_SIZE),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
     def close(self) -> None:

@@ -172,30 +172,40 @@ def _quiet_cv2():
     return cv2
 
 
-def list_devices(cameras: int = 4) -> str:
-    """Input audio devices (PortAudio) and the cameras OpenCV opens (/dev/video* on Linux, else the first
-    `cameras` indices)."""
-    lines = []
+def microphones() -> list[tuple[str, int]]:
+    """PortAudio's input devices as (name, index), the system's default first; empty without PortAudio."""
     try:
         sd = _sounddevice()
-        devices = [(i, d) for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
-        default = sd.default.device[0]
-        lines.append("microphones (--mic N):" if devices else "microphones: none found")
-        lines += [f"  {i}{' *' if i == default else ''}  {d['name']} ({int(d['default_samplerate'])} Hz)"
-                  for i, d in devices]
-    except UsageError as exc:
-        lines.append(f"microphones: {exc}")
+    except UsageError:
+        return []
+    default = sd.default.device[0]
+    found = [(f"{d['name']} ({int(d['default_samplerate'])} Hz)", i) for i, d in enumerate(sd.query_devices())
+             if d["max_input_channels"] > 0]
+    return sorted(found, key=lambda item: item[1] != default)
+
+
+def cameras(count: int = 4) -> list[int]:
+    """Indices of the cameras OpenCV opens (/dev/video* on Linux, else the first `count`)."""
     cv2 = _quiet_cv2()
+    linux = sys.platform.startswith("linux") and Path("/dev").is_dir()
+    candidates = sorted(int(p.name[5:]) for p in Path("/dev").glob("video*") if p.name[5:].isdigit()) \
+        if linux else range(count)
     found = []
-    video = sorted(int(p.name[5:]) for p in Path("/dev").glob("video*") if p.name[5:].isdigit())
-    for index in video if Path("/dev").is_dir() and sys.platform.startswith("linux") else range(cameras):
+    for index in candidates:
         capture = cv2.VideoCapture(index)
         if capture.isOpened():
-            found.append(f"  {index}  {int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))}x"
-                         f"{int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))}")
+            found.append(index)
         capture.release()
-    lines.append("cameras (--camera N):" if found else "cameras: none found")
-    return "\n".join(lines + found)
+    return found
+
+
+def list_devices() -> str:
+    """The microphones and cameras `--mic N` and `--camera N` can name."""
+    mics, cams = microphones(), cameras()
+    lines = ["microphones (--mic N):" if mics else "microphones: none found (PortAudio / sounddevice)"]
+    lines += [f"  {index}  {name}" for name, index in mics]
+    lines.append("cameras (--camera N):" if cams else "cameras: none found")
+    return "\n".join(lines + [f"  {index}" for index in cams])
 
 
 # ---- partial text -----------------------------------------------------------------------------------------
@@ -299,22 +309,25 @@ _DONE = object()
 
 class LiveEngine:
     """Feeds one `Stream` from sources (each in its capture thread) in a worker thread; events go to
-    `on_event` (called in the worker) or, without it, to the `events` queue."""
+    `on_event` (called in the worker) or, without it, to the `events` queue; `on_frame` sees each video
+    frame with its mouth crop (a preview)."""
 
     def __init__(self, recognizer, sources: list, task: str | None = None, options: DecodingOptions | None = None,
                  stream_options: StreamOptions | None = None, live: LiveOptions | None = None,
-                 on_event: Callable[[LiveEvent], None] | None = None) -> None:
+                 on_event: Callable[[LiveEvent], None] | None = None,
+                 on_frame: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], None] | None = None) -> None:
         if not sources:
             raise UsageError("the live engine needs at least one source")
         stream_options = StreamOptions(**asdict(stream_options or StreamOptions()))  # ours to change
         self.video = any(getattr(s, "has_video", True) for s in sources) and task != "asr" and \
             any(t in recognizer.tasks for t in ("avsr", "vsr"))
-        cropper = None
+        self._cropper = None
         if self.video:  # made now, not at the first frame: mediapipe takes a second to start
             from .lip_cropper import LiveLipCropper
 
-            cropper = LiveLipCropper()
-        self.stream = Stream(recognizer, task, options, stream_options, cropper)
+            self._cropper = LiveLipCropper()
+        self.stream = Stream(recognizer, task, options, stream_options, self._cropper)
+        self._on_frame = on_frame  # (RGB frame, its mouth crop, the image -> crop transform), in the worker
         self.sources, self.task = sources, task
         self.live = live or LiveOptions()
         self.degrade = all(s.realtime for s in sources) if self.live.degrade is None else self.live.degrade
@@ -445,8 +458,10 @@ class LiveEngine:
 
     def _feed(self, item) -> None:
         if isinstance(item, VideoFrame):
-            if self.level < 2:
-                self.stream.accept_frame(item.image, item.time)
+            crop = self.stream.accept_frame(item.image, item.time) if self.level < 2 else None
+            if self._on_frame is not None:
+                transform = self._cropper.transform if crop is not None and self._cropper is not None else None
+                self._on_frame(item.image, crop, transform)
             return
         with self._lock:
             self._queued -= len(item.samples) / item.rate

@@ -136,16 +136,17 @@ class Stream:
             samples = self._resampler(samples)
         self._append(samples)
 
-    def accept_frame(self, frame: np.ndarray, timestamp: float | None = None) -> None:
+    def accept_frame(self, frame: np.ndarray, timestamp: float | None = None) -> np.ndarray | None:
         """Append one RGB video frame [H, W, 3] shown at `timestamp` seconds (default: the next frame at
-        25 fps). Other frame rates are mapped onto 25 fps by dropping or repeating frames."""
+        25 fps). Other frame rates are mapped onto 25 fps by dropping or repeating frames. Returns the
+        frame's 96x96 mouth crop (None: not used, or no face seen yet)."""
         if self.finished:
             raise UsageError("the stream's input is finished")
         if "video" not in TASK_MODALITIES[self.task or ("avsr" if "avsr" in self.recognizer.tasks else "asr")]:
-            return
+            return None
         index = self._next_frame if timestamp is None else int(round(timestamp * VIDEO_FPS))
         if index < self._next_frame:
-            return  # a faster camera: this frame's slot is taken
+            return None  # a faster camera: this frame's slot is taken
         if self._cropper is None:
             from .lip_cropper import LiveLipCropper
 
@@ -156,6 +157,7 @@ class Stream:
             for i in range(self._next_frame, index + 1):  # a slower camera: repeat the frame
                 self._crops[i] = crop
         self._next_frame = index + 1
+        return crop
 
     def input_finished(self) -> None:
         """No more input: the next `decode()` closes the last span."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from smop_edge.runtime.errors import UsageError
 
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--camera", type=int, metavar="N", help="camera index (default: 0, skipped if absent)")
     src.add_argument("--no-camera", action="store_true", help="audio only (ASR); with --input: ignore its video")
     src.add_argument("--list-devices", action="store_true", help="list microphones and cameras, then exit")
+    src.add_argument("--gui", action="store_true",
+                     help="the desktop window: preview, captions, pickers (PySide6, the [app] extra)")
     p.add_argument("--task", choices=["auto", "asr", "avsr"], default="auto")
     add_backend_flags(p, ["onnxruntime", "openvino"])
     add_decoding_flags(p)
@@ -106,19 +109,20 @@ class _Printer:
             print(f"smop-edge: {event.state}: {event.message}", file=sys.stderr, flush=True)
 
 
-def _save(finals: list, srt: str | None, txt: str | None, source: str) -> None:
+def save_finals(finals: list, path: str | Path, fmt: str | None = None) -> None:
+    """Final events as a transcript: `fmt` (default: the file's extension) srt, vtt, or text (a line each)."""
     from smop_edge.runtime.transcribe import FileTranscript, Segment
 
     from ..formats import render
 
-    cues = [Segment(e.start, e.end, e.text) for e in finals]
-    result = FileTranscript(source, " ".join(c.text for c in cues if c.text), "", 0.0, cues, {}, 0.0)
-    if srt:
-        with open(srt, "w", encoding="utf-8") as f:
-            f.write(render(result, "srt"))
-    if txt:
-        with open(txt, "w", encoding="utf-8") as f:
-            f.write("".join(f"{c.text}\n" for c in cues if c.text))
+    path = Path(path)
+    cues = [Segment(e.start, e.end, e.text) for e in finals if e.text]
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    if fmt in ("srt", "vtt"):
+        text = render(FileTranscript(str(path), " ".join(c.text for c in cues), "", 0.0, cues, {}, 0.0), fmt)
+    else:
+        text = "".join(f"{c.text}\n" for c in cues)
+    path.write_text(text, encoding="utf-8")
 
 
 def run_live(args: argparse.Namespace) -> int:
@@ -133,18 +137,38 @@ def run_live(args: argparse.Namespace) -> int:
             or args.loop < 1:
         raise UsageError("--partial-every, --padding, --speed >= 0; --min-silence, --behind-after > 0; --loop >= 1")
     options = decoding_options(args)
+    stream_options = StreamOptions(min_silence=args.min_silence, padding=args.padding,
+                                   max_leading_silence=args.padding, partial_every=args.partial_every, vad=args.vad)
+    if args.gui:
+        return _run_gui(args, stream_options)
     sources = _sources(args)
     rec = open_bundle(args)
     printer = _Printer(args.json)
     engine = LiveEngine(rec, sources, task=None if args.task == "auto" else args.task, options=options,
-                        stream_options=StreamOptions(min_silence=args.min_silence, padding=args.padding,
-                                                     max_leading_silence=args.padding,
-                                                     partial_every=args.partial_every,
-                                                     vad=args.vad),
+                        stream_options=stream_options,
                         live=LiveOptions(behind_after=args.behind_after), on_event=printer)
     if not args.input:
         print("smop-edge: listening (Ctrl-C stops)", file=sys.stderr)
     summary = engine.run()
-    _save(printer.finals, args.srt, args.txt, args.input or "microphone")
+    for path, fmt in ((args.srt, "srt"), (args.txt, "txt")):
+        if path:
+            save_finals(printer.finals, path, fmt)
     print(f"smop-edge: {summary.describe()}", file=sys.stderr)
     return 0
+
+
+def _run_gui(args: argparse.Namespace, stream_options) -> int:
+    """The desktop window, with the command line's file, devices and bundle preselected."""
+    from smop_edge.runtime.live import CameraSource, FileSource, MicrophoneSource, cameras, microphones
+
+    try:
+        from .. import captions
+    except ImportError as exc:
+        raise UsageError(f"--gui needs PySide6 (pip install 'smop-edge[app]'): {exc}") from None
+
+    def make_sources(mic, camera, file):
+        if file:
+            return [FileSource(file, speed=args.speed, loops=args.loop, video=not args.no_camera)]
+        return [MicrophoneSource(mic)] + ([CameraSource(camera)] if camera is not None else [])
+
+    return captions.run(args, make_sources, microphones(), [] if args.no_camera else cameras(), stream_options)
