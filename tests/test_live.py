@@ -95,7 +95,9 @@ def test_a_slow_machine_says_so_and_degrades_in_order(rec):
                           live=LiveOptions(behind_after=0.3, degrade=True))
     states = [e.message for e in events if e.state == "behind"]
     assert len(states) >= 2 and "partials every 0.6 s" in states[0] and "ASR without lips" in states[1]
-    assert finals(events)[-1].task == "asr"
+    lipless = next(i for i, e in enumerate(events) if "ASR without lips" in e.message)
+    after = [e for e in events[lipless:] if e.type != "state"]
+    assert after and after[0].task == "asr"  # the next result, at least, was decoded without lips
     assert_nothing_lost(summary, len(media.read_audio(path)))
     assert summary.behind >= 1
 
