@@ -476,7 +476,8 @@ class LiveEngine:
             if not self.degrade:
                 if self.level == 0:
                     self.level = 1  # reported once; nothing changes
-                    self._emit(LiveEvent("state", state="behind", message=f"{backlog:.1f} s of input waiting"))
+                    self._emit(LiveEvent("state", state="behind", message=f"{backlog:.1f} s of input waiting "
+                                                                          "(read faster than real time: no change)"))
                 return
             self.level += 1
             if self.level == 1:
