@@ -117,7 +117,6 @@ def test_local_agreement_commits_what_two_partials_agree_on():
 def virtual_microphone(monkeypatch):
     """A PulseAudio null sink whose monitor is the microphone PortAudio opens (PULSE_SOURCE, so the
     machine's default source is left alone); skipped without PulseAudio (Debian: pulseaudio)."""
-    pytest.importorskip("sounddevice")
     if not all(shutil.which(tool) for tool in ("pulseaudio", "pactl", "paplay")):
         pytest.skip("PulseAudio is not installed (Debian: pulseaudio, pulseaudio-utils)")
     started = subprocess.run(["pulseaudio", "--check"]).returncode != 0
@@ -129,6 +128,8 @@ def virtual_microphone(monkeypatch):
     if module.returncode:
         pytest.skip(f"no PulseAudio null sink: {module.stderr.strip()}")
     monkeypatch.setenv("PULSE_SOURCE", f"{sink}.monitor")
+    sd = pytest.importorskip("sounddevice")
+    sd._terminate(), sd._initialize()  # PortAudio lists devices once: again, now that PulseAudio runs
     yield sink
     subprocess.run(["pactl", "unload-module", module.stdout.strip()])
     if started:
