@@ -220,23 +220,18 @@ class LocalAgreement:
     def update(self, text: str) -> tuple[str, str]:
         words = text.split()
         if self._previous is not None:
-            agreed = 0
-            for a, b in zip(self._previous, words):
-                if a != b:
-                    break
-                agreed += 1
+            agreed = _common(self._previous, words)
             if agreed > len(self.committed) and words[:len(self.committed)] == self.committed:
                 self.committed = words[:agreed]
         self._previous = words
-        n = len(self.committed)
-        tentative = words[n:] if words[:n] == self.committed else words[_common(words, self.committed):]
-        return " ".join(self.committed), " ".join(tentative)
+        return " ".join(self.committed), " ".join(words[_common(words, self.committed):])
 
     def reset(self) -> None:
         self.committed, self._previous = [], None
 
 
 def _common(a: list[str], b: list[str]) -> int:
+    """Length of the common word prefix of `a` and `b`."""
     n = 0
     while n < min(len(a), len(b)) and a[n] == b[n]:
         n += 1

@@ -181,7 +181,8 @@ class Manifest:
         return manifest
 
     def check(self, where: str) -> None:
-        """Values the types cannot express: known format, mode and stages; every file named is listed."""
+        """Values the types cannot express: known format, mode and stages; every file named is listed and
+        lies inside the bundle directory; the preprocessing constants are this toolkit's."""
         if self.format not in FORMATS:
             raise BundleError(f"{where}: unknown format {self.format!r}")
         if self.audio_mode not in AUDIO_MODES:
@@ -194,6 +195,13 @@ class Manifest:
         unlisted = sorted(set(named) - set(self.files))
         if unlisted:
             raise BundleError(f"{where}: file(s) not listed with a sha256: {', '.join(unlisted)}")
+        outside = sorted(name for name in self.files if Path(name).name != name or name in ("", ".", ".."))
+        if outside:
+            raise BundleError(f"{where}: the manifest names files outside the bundle directory: {', '.join(outside)}")
+        expected = Preprocessing(self.preprocessing.pad_to_30s, self.preprocessing.mel_bins)
+        if self.preprocessing != expected:
+            raise BundleError(f"{where}: the bundle was made for other preprocessing constants than this smop-edge's "
+                              f"({self.preprocessing} vs {expected})")
 
     @classmethod
     def read(cls, bundle_dir: Path) -> "Manifest":

@@ -10,25 +10,30 @@ from .features import SAMPLE_RATE
 FRAME = 320  # 20 ms analysis frames
 
 
-def frame_energy_db(audio: np.ndarray) -> np.ndarray:
-    n = len(audio) // FRAME
+def frame_energy_db(audio: np.ndarray, frame: int = FRAME) -> np.ndarray:
+    """The level (dB) of each whole `frame`-sample frame of `audio`."""
+    n = len(audio) // frame
     if n == 0:
         return np.zeros(0)
-    frames = np.asarray(audio[: n * FRAME], np.float64).reshape(n, FRAME)
+    frames = np.asarray(audio[: n * frame], np.float64).reshape(n, frame)
     return 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
 
 
+def speech_threshold(levels_db: np.ndarray | list[float]) -> float | None:
+    """The level above which a frame is speech, judged against `levels_db`: 3 dB above their quietest
+    tenth and within 35 dB of the loudest (measured against flite phone labels: see docs/runtime.md);
+    None for a flat signal (silence or steady noise). The live stream's energy VAD uses it too."""
+    floor, peak = np.percentile(levels_db, 10), np.percentile(levels_db, 99)
+    if peak - floor < 6.0 or peak < -60.0:
+        return None
+    return max(floor + 3.0, peak - 35.0)
+
+
 def speech_mask(audio: np.ndarray) -> np.ndarray:
-    """Per 20 ms frame: True where the energy stands out from the quietest tenth of the input (3 dB
-    above it) and lies within 35 dB of the loudest parts (measured against flite phone labels: see the
-    README)."""
+    """Per 20 ms frame: True where the energy stands above `speech_threshold` of the whole input."""
     db = frame_energy_db(audio)
-    if db.size == 0:
-        return np.zeros(0, bool)
-    floor, peak = np.percentile(db, 10), np.percentile(db, 99)
-    if peak - floor < 6.0 or peak < -60.0:  # flat signal: silence or steady noise
-        return np.zeros(db.size, bool)
-    return db > max(floor + 3.0, peak - 35.0)
+    threshold = speech_threshold(db) if db.size else None
+    return db > threshold if threshold is not None else np.zeros(db.size, bool)
 
 
 def is_silent(audio: np.ndarray) -> bool:

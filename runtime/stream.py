@@ -24,15 +24,13 @@ import numpy as np
 from . import lips
 from .decoding import DecodingOptions
 from .errors import UsageError
-from .features import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_FPS
+from .features import SAMPLE_RATE, VIDEO_FPS
 from .prompt import TASK_MODALITIES
-from .vad import make_vad
+from .vad import FRAME, make_vad
 
 if TYPE_CHECKING:
     from .lip_cropper import LiveLipCropper
     from .recognizer import Recognizer
-
-FRAME = SAMPLES_PER_VIDEO_FRAME  # VAD frame: 40 ms
 
 
 @dataclass

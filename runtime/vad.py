@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import UsageError
 from .features import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_FPS
+from .segments import frame_energy_db, speech_threshold
 
 FRAME = SAMPLES_PER_VIDEO_FRAME  # 40 ms
 HISTORY_FRAMES = 30 * VIDEO_FPS  # the energy detector's levels are judged against the last 30 s
@@ -24,20 +25,18 @@ DETECTORS = ("energy", "silero")
 
 
 class EnergyVad:
-    """Speech when a frame stands out from the quietest tenth of the recent levels (3 dB) and lies within
-    35 dB of the loudest: the offline splitter's rule (`segments.speech_mask`), causal."""
+    """Speech when a frame's level is above `segments.speech_threshold` of the recent levels: the offline
+    splitter's rule, causal."""
 
     def __init__(self) -> None:
         self._levels: list[float] = []
 
     def __call__(self, frame: np.ndarray) -> bool:
-        level = 10.0 * np.log10(np.mean(np.asarray(frame, np.float64) ** 2) + 1e-12)
+        level = float(frame_energy_db(frame, len(frame))[0])
         self._levels.append(level)
         del self._levels[:-HISTORY_FRAMES]
-        floor, peak = np.percentile(self._levels, 10), np.percentile(self._levels, 99)
-        if peak - floor < 6.0 or peak < -60.0:
-            return False
-        return level > max(floor + 3.0, peak - 35.0)
+        threshold = speech_threshold(self._levels)
+        return threshold is not None and level > threshold
 
 
 def silero_model() -> Path:

@@ -27,6 +27,7 @@ import numpy as np
 from smop_edge.recipe import noise
 from smop_edge.runtime.features import SAMPLE_RATE
 from smop_edge.runtime.media import read_audio
+from smop_edge.runtime.segments import frame_energy_db
 from smop_edge.runtime.stream import StreamOptions
 from smop_edge.runtime.vad import FRAME, EnergyVad, SileroVad, silero_model
 
@@ -45,8 +46,7 @@ def read_model(path: Path) -> bytes:
 
 def speech_extent(audio: np.ndarray) -> tuple[int, int]:
     """First and last 10 ms frame (in samples) within 30 dB of the recording's loudest."""
-    n = len(audio) // GRID
-    levels = 10 * np.log10(np.mean(audio[:n * GRID].reshape(n, GRID).astype(np.float64) ** 2, axis=1) + 1e-12)
+    levels = frame_energy_db(audio, GRID)
     loud = np.flatnonzero(levels > levels.max() - 30)
     return int(loud[0]) * GRID, int(loud[-1] + 1) * GRID
 

@@ -5,6 +5,7 @@ training starts from them (the paper freezes the Whisper encoder and adapts the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,15 @@ def uses_smollm2(cfg) -> bool:
     return _same_shape(cfg.llm, smollm2_config())
 
 
+@functools.lru_cache(maxsize=1)
 def whisper_encoder_config() -> AudioEncoderConfig:
+    """Whisper tiny.en's encoder config (read once: the reader converts the whole encoder to find it)."""
     return whisper_encoder()[0]
 
 
+@functools.lru_cache(maxsize=1)
 def smollm2_config() -> LLMConfig:
+    """SmolLM2-135M's config from its GGUF metadata (read once)."""
     return llm_config(read_gguf(smollm2_gguf_path()))
 
 
