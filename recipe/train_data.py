@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from smop_edge.runtime import crop_cache, features, lips, media
+from smop_edge.runtime.features import VIDEO_FPS
 from smop_edge.runtime.prompt import TASK_MODALITIES
 from smop_edge.runtime.tokenizer import TextTokenizer
 
@@ -38,8 +39,11 @@ class Example:
 def _load(args: tuple[str, str, bool]) -> tuple[np.ndarray, np.ndarray | None]:
     """(audio, gray ROIs) of one clip; ROIs None when the face was not found, empty when `video` is off."""
     path, cache, video = args
-    if not video:
-        return media.read_audio(path), np.zeros((0, 0, 0), np.uint8)
+    if not video:  # the audio of a 25 fps clip is cut to its frames as below, so both loads give the same samples
+        info, audio = media.probe(path), media.read_audio(path)
+        if info.video_frames and info.source_fps == VIDEO_FPS:
+            audio = features.align_audio_to_video(audio, info.video_frames)
+        return audio, np.zeros((0, 0, 0), np.uint8)
     rois, found = crop_cache.mouth_rois(path, cache)
     audio = media.read_audio(path)
     if not found:
@@ -148,10 +152,11 @@ def _pad_mels(mels: list[np.ndarray], n_mels: int) -> tuple[torch.Tensor | None,
 
 
 def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment | None,
-               rng: np.random.Generator) -> Batch:
+               rng: np.random.Generator, with_audio: bool = True) -> Batch:
     """Features for `task`'s modalities only (ASR batches skip the video encoder's input and VSR the
-    audio's, apart from the clean teacher mel of batches with video)."""
-    mods = TASK_MODALITIES[task]
+    audio's, apart from the clean teacher mel of batches with video). `with_audio` off: no mel at all (the
+    frozen encoder's tokens come from an `AudioTokenCache`)."""
+    mods = TASK_MODALITIES[task] if with_audio else tuple(m for m in TASK_MODALITIES[task] if m != "audio")
     mels, keeps, vids, clean, clean_keeps = [], [], [], [], []
     for ex in examples:
         if "audio" in mods:
@@ -161,6 +166,8 @@ def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment
             keeps.append(keep)
         if "video" in mods:
             vids.append(augment.video(ex.rois, rng) if augment else lips.normalize_rois(ex.rois))
+            if not with_audio:
+                continue
             mel, keep = features.audio_encoder_input(ex.audio, n_mels, faithful=False)
             clean.append(mel)
             clean_keeps.append(keep)

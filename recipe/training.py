@@ -27,18 +27,19 @@ from smop_edge.models import zoo
 from smop_edge.models.checkpoint import load_model, save_checkpoint
 from smop_edge.models.compression import compress
 from smop_edge.runtime.config import TASKS, ModelConfig, TokensConfig
+from smop_edge.runtime.manifest import AUDIO_MODES
 from smop_edge.models.llama_smop import LlamaSMoP
-from smop_edge.models.pretrained.parts import (freeze_pretrained, load_pretrained, pretrained_parts,
+from smop_edge.models.pretrained.parts import (AUDIO_ENCODER, freeze_pretrained, load_pretrained, pretrained_parts,
                                                save_smollm2_tokenizer, uses_smollm2)
 from smop_edge.models.projector import load_balancing_loss, router_z_loss
 from smop_edge.models.tokenizer_builder import train_base_tokenizer
 from smop_edge.runtime.errors import CheckpointError, UsageError
 from smop_edge.runtime.features import ENCODER_FRAMES_PER_SECOND, SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
-from smop_edge.runtime.prompt import SpecialIds, prefix_segments
+from smop_edge.runtime.prompt import TASK_MODALITIES, SpecialIds, prefix_segments
 from smop_edge.runtime.scoring import corpus_wer
 from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
 
-from . import curves
+from . import audio_cache, curves
 from .corpus import WORDS, sample_words
 from .word_bank import SILENCE, WordBank, frame_labels
 from .train_data import Augment, Batch, Example, batches, load_examples, make_batch
@@ -75,6 +76,10 @@ class TrainOptions:
     seed: int = 0
     snapshots: tuple[int, ...] = ()  # steps at which checkpoint-STEP.pth is also written (to judge a run mid-way)
     init: str | None = None  # fine-tune: start from this official-layout checkpoint (tokenizer.json beside it)
+    audio_mode: str = "fast"  # the audio encoder's input as the bundle will run it; faithful (30 s padded)
+    #                           needs a frozen pretrained encoder, whose outputs are cached
+    noise_variants: int = 2  # with a frozen audio encoder: noisy encodings cached per utterance
+    composed_pool: int = 600  # with a frozen audio encoder and a word bank: composed utterances cached
 
     def __post_init__(self) -> None:
         unknown = set(self.task_mix) - set(TASKS)
@@ -83,6 +88,8 @@ class TrainOptions:
         shares = list(self.task_mix.values())
         if not all(math.isfinite(s) and s >= 0 for s in shares) or sum(shares) <= 0:
             raise UsageError(f"task mix: shares must be finite, non-negative and not all zero, got {self.task_mix}")
+        if self.audio_mode not in AUDIO_MODES:
+            raise UsageError(f"audio mode must be one of {', '.join(AUDIO_MODES)}, got {self.audio_mode!r}")
 
     def fine_tuning(self, checkpoint: str) -> "TrainOptions":
         """These options, starting from a trained `checkpoint`: no length curriculum and no clean start,
@@ -163,11 +170,15 @@ def _audio_tokens(model: LlamaSMoP, mel: torch.Tensor, mask: torch.Tensor, keeps
 
 
 def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list[int], aux: AuxHeads | None = None,
-               ctc_weight: float = 0.0, frame_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Teacher-forced loss of one batch (plus the auxiliary losses when `aux` is given): (total, its parts)."""
+               ctc_weight: float = 0.0, frame_weight: float = 0.0, audio_tokens: list[torch.Tensor] | None = None,
+               teacher: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Teacher-forced loss of one batch (plus the auxiliary losses when `aux` is given): (total, its parts).
+    `audio_tokens` / `teacher`: the (noisy / clean) compressed audio tokens from a cache instead of the mels."""
     cfg = model.cfg
     tokens: dict[str, list[torch.Tensor]] = {}
-    if batch.mel is not None:
+    if audio_tokens is not None:
+        tokens["audio"] = audio_tokens
+    elif batch.mel is not None:
         tokens["audio"] = _audio_tokens(model, batch.mel, batch.mel_mask, batch.audio_keep)
     if batch.frames is not None:
         enc = model.video_encoder(batch.frames, batch.frames_pad)
@@ -213,9 +224,10 @@ def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list
         frames = aux.frame_loss(tokens["audio"], batch.spans)
         loss = loss + frame_weight * frames
         parts["frame"] = float(frames.detach())
-    if aux is not None and frame_weight and aux.video_words is not None and batch.clean_mel is not None:
+    if teacher is None and batch.clean_mel is not None:
         with torch.no_grad():
             teacher = _audio_tokens(model, batch.clean_mel, batch.clean_mel_mask, batch.clean_keep)
+    if aux is not None and frame_weight and aux.video_words is not None and teacher is not None:
         lips_loss = aux.video_frame_loss(tokens["video"], teacher)
         loss = loss + frame_weight * lips_loss
         parts["video_frame"] = float(lips_loss.detach())
@@ -239,12 +251,12 @@ def learning_rate(step: int, opts: TrainOptions) -> float:
 
 @torch.inference_mode()
 def quick_wer(model: LlamaSMoP, tokenizer: TextTokenizer, examples: list[Example],
-              tasks: list[str] | None = None) -> dict[str, float]:
-    """Greedy WER per task (default: all the model's) on clean `examples` with the torch reference (fast audio mode)."""
+              tasks: list[str] | None = None, audio_mode: str = "fast") -> dict[str, float]:
+    """Greedy WER per task (default: all the model's) on clean `examples` with the torch reference."""
     from smop_edge.models.reference import ReferenceRecognizer
     from smop_edge.runtime import lips
 
-    rec = ReferenceRecognizer(model, tokenizer, audio_mode="fast")
+    rec = ReferenceRecognizer(model, tokenizer, audio_mode=audio_mode)
     out = {}
     for task in tasks or model.cfg.tasks:
         pairs = [(ex.text, rec.transcribe(ex.audio, lips.normalize_rois(ex.rois) if len(ex.rois) else None,
@@ -280,6 +292,10 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
         load_pretrained(model, pretrained)
         log(f"pretrained parts: {', '.join(pretrained)}")
     freeze_pretrained(model, pretrained)
+    frozen_audio = AUDIO_ENCODER in pretrained
+    if opts.audio_mode == "faithful" and not frozen_audio:
+        raise UsageError("--audio-mode faithful trains on cached outputs of a frozen pretrained audio encoder "
+                         "(the demo-v2 models); a trained encoder runs in fast mode")
     ids = SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)
     prompt_ids = {t: tokenizer.encode(p) for t, p in cfg.tokens.prompts.items()}
     show = (lambda name: (lambda done, total: progress(name, done, total))) if progress else (lambda name: None)
@@ -292,6 +308,14 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
         f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trained")
 
     bank = WordBank(word_bank) if word_bank else None
+    augment = Augment()
+    cache, pool = None, []
+    if frozen_audio:  # encode once: the audio tokens of every utterance and of a pool of composed ones
+        pool_rng = np.random.default_rng([opts.seed, 1])
+        pool = [composed_example(bank, tokenizer, pool_rng) for _ in range(opts.composed_pool)] if bank else []
+        faithful = opts.audio_mode == "faithful"
+        cache = audio_cache.load_or_build(audio_cache.path_for(manifest, faithful), model, data + pool, faithful,
+                                          opts.noise_variants, augment, opts.seed, show("audio cache"))
     aux = AuxHeads(cfg, tokenizer.vocab_size) if opts.ctc_weight or opts.frame_weight else None
     params = [p for p in model.parameters() if p.requires_grad] + (list(aux.parameters()) if aux else [])
     optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(0.9, 0.98), weight_decay=opts.weight_decay)
@@ -312,7 +336,6 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
         log(f"resumed at step {step}")
     tasks, weights = list(opts.task_mix), np.asarray(list(opts.task_mix.values()), np.float64)
     weights /= weights.sum()
-    augment = Augment()
     full_noise = augment.p_noise
     lengths = [len(e.audio) // SAMPLES_PER_VIDEO_FRAME for e in data]  # video frames
     model.train()
@@ -323,16 +346,29 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
                 queue = batches(len(data), lengths, opts.batch_size, rng)
             task = "asr" if step < opts.asr_first else tasks[int(rng.choice(len(tasks), p=weights))]
             augment.p_noise = full_noise * min(1.0, max(0, step - opts.noise_delay) / max(1, opts.noise_ramp))
-            in_curriculum = step < opts.curriculum
+            in_curriculum = step < opts.curriculum and cache is None  # a frozen encoder reads words already
+            indices = None
             if task == "asr" and bank and (in_curriculum or rng.random() < opts.composed_share):
-                items = min(8, 1 + 8 * step // opts.curriculum) if in_curriculum else 8
-                examples = [composed_example(bank, tokenizer, rng, items) for _ in range(opts.batch_size)]
+                if cache:
+                    indices = (len(data) + rng.integers(len(pool), size=opts.batch_size)).tolist()
+                    examples = [pool[i - len(data)] for i in indices]
+                else:
+                    items = min(8, 1 + 8 * step // opts.curriculum) if in_curriculum else 8
+                    examples = [composed_example(bank, tokenizer, rng, items) for _ in range(opts.batch_size)]
             else:
-                examples = [data[i] for i in queue.pop()]
-            batch = make_batch(examples, task, cfg.audio_encoder.mel_bins, augment, rng)
+                indices = queue.pop()
+                examples = [data[i] for i in indices]
+            batch = make_batch(examples, task, cfg.audio_encoder.mel_bins, augment, rng, with_audio=cache is None)
+            cached = {}
+            if cache:
+                if "audio" in TASK_MODALITIES[task]:
+                    cached["audio_tokens"] = cache.draw(indices, augment.p_noise, rng)
+                if "video" in TASK_MODALITIES[task]:
+                    cached["teacher"] = cache.clean_tokens(indices)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, opts)
-            loss, parts = batch_loss(model, batch, ids, prompt_ids[task], aux, opts.ctc_weight, opts.frame_weight)
+            loss, parts = batch_loss(model, batch, ids, prompt_ids[task], aux, opts.ctc_weight, opts.frame_weight,
+                                     **cached)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -356,7 +392,7 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
                 t_last, parts_sum, parts_n, n_sum, drawn = now, {}, {}, 0, {}
             if dev and (step % opts.eval_every == 0 or step == opts.steps):
                 dev_tasks = [t for t in opts.tasks_at(step) if t in cfg.tasks]
-                row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev, dev_tasks)}
+                row = {"step": step, "dev_wer": quick_wer(model, tokenizer, dev, dev_tasks, opts.audio_mode)}
                 model.train()
                 log_file.write(json.dumps(row) + "\n")
                 log(f"step {step}: dev WER {row['dev_wer']}")

@@ -24,6 +24,7 @@ class MediaInfo:
     start: float
     video_size: tuple[int, int] | None = None  # (width, height)
     source_fps: float | None = None
+    video_frames: int | None = None  # as the container records it (None when it does not)
 
 
 def _open(path: Path, fmt: str | None = None, options: dict[str, str] | None = None):
@@ -61,6 +62,7 @@ def probe(path: str | Path) -> MediaInfo:
             info.video_size = (video.codec_context.width, video.codec_context.height)
             rate = video.average_rate or video.guessed_rate
             info.source_fps = float(rate) if rate else None
+            info.video_frames = video.frames or None
     return info
 
 

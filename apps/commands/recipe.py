@@ -64,6 +64,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--asr-first", type=int, help="ASR-only steps before tasks are mixed")
     p.add_argument("--seed", type=int)
+    p.add_argument("--audio-mode", choices=["fast", "faithful"], help="the audio encoder's input as the bundle "
+                   "will run it (default fast); faithful (30 s padded, as Whisper was trained) needs a frozen "
+                   "pretrained encoder (demo-v2-*), whose outputs are computed once and cached in the run folder")
     p.add_argument("--task-mix", nargs="+", metavar="TASK=SHARE",
                    help="how often each task is drawn after the ASR-only steps (shares are normalised; "
                    "default avsr=0.5 asr=0.25 vsr=0.25)")
@@ -88,7 +91,7 @@ def run_train(args: argparse.Namespace) -> int:
     from smop_edge.runtime.transcribe import progress_bar
 
     set_threads(args.threads)
-    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "asr_first")}
+    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "asr_first", "audio_mode")}
     if args.task_mix:
         given["task_mix"] = _task_mix(args.task_mix)
     opts = TrainOptions(model=args.model, snapshots=tuple(args.snapshot_at or ()),

