@@ -28,21 +28,17 @@ LOG, CURVES = "train_log.jsonl", "curves.png"  # over all stages (the curves as 
 
 
 def pick_samples(manifest: str | Path, eval_json: str | Path, count: int = 3, seed: int = 0) -> list[dict]:
-    """`count` manifest rows drawn at random (seeded; in manifest order), each with `transcript`: what the
-    bundle said for it clean in `eval_json` (an `eval --json` report over the same manifest). Drawn, not
-    picked by correctness: the demo shows the model as it is."""
+    """`count` rows drawn at random (seeded; in manifest order) among those of `manifest` that `eval_json`
+    (its `eval --json` report) evaluated, each with `transcript`: what the bundle said for it clean. Drawn,
+    not picked by correctness: the demo shows the model as it is."""
     report = json.loads(Path(eval_json).read_text())
     clean = next((c for c in report["conditions"] if c["snr"] is None), None)
     if clean is None:
         raise ValueError(f"{eval_json} has no clean condition")
     said = {r["id"]: r["hypothesis"] for r in clean["rows"]}
-    rows = read_manifest(manifest)
-    picked = []
-    for i in sorted(np.random.default_rng(seed).choice(len(rows), size=min(count, len(rows)), replace=False)):
-        if rows[i]["id"] not in said:
-            raise ValueError(f"{eval_json} has no clean result for {rows[i]['id']}")
-        picked.append({**rows[i], "transcript": said[rows[i]["id"]]})
-    return picked
+    rows = [r for r in read_manifest(manifest) if r["id"] in said]  # the rows evaluated (all, or `eval --limit`)
+    drawn = np.random.default_rng(seed).choice(len(rows), size=min(count, len(rows)), replace=False)
+    return [{**rows[i], "transcript": said[rows[i]["id"]]} for i in sorted(drawn)]
 
 
 def joined_log(runs: list[Path]) -> list[dict]:

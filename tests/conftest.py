@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from smop_edge.models import zoo
@@ -136,3 +137,17 @@ def tiny_word_bank(tmp_path_factory) -> Path:
 
     voices = [v for v in speech_synth.TRAIN_VOICES if v.id in ("flite:kal", "espeak:en-us+m1")]
     return word_bank.build(tmp_path_factory.mktemp("words"), voices=voices, variants=1)
+
+
+def joined_with_pauses(paths: list[Path], pause: float, seed: int = 1) -> np.ndarray:
+    """The clips' audio one after another, each followed by `pause` seconds of faint noise: 40 dB below the
+    clip before it (a pause at any recording level)."""
+    from smop_edge.runtime import media
+    from smop_edge.runtime.features import SAMPLE_RATE
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    for path in paths:
+        audio = media.read_audio(path)
+        parts += [audio, 0.01 * np.sqrt(np.mean(audio ** 2)) * rng.standard_normal(int(pause * SAMPLE_RATE))]
+    return np.concatenate(parts).astype(np.float32)

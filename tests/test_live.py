@@ -12,9 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from conftest import write_wav
+from conftest import joined_with_pauses, write_wav
 from smop_edge.runtime import DEMO_BUNDLE, StreamOptions, load_recognizer, media
+from smop_edge.runtime import features
 from smop_edge.runtime.features import SAMPLE_RATE
+from smop_edge.runtime.scoring import edit_distance, words
 from smop_edge.runtime.live import FileSource, LiveEngine, LiveOptions, LocalAgreement, MicrophoneSource
 
 SAMPLES = DEMO_BUNDLE.parent / "samples"
@@ -29,11 +31,7 @@ def rec():
 @pytest.fixture(scope="module")
 def three_utterances(tmp_path_factory) -> tuple:
     """The sample clips' audio one after another with 1.5 s of faint noise between, as a wav."""
-    rng = np.random.default_rng(1)
-    parts = []
-    for row in ROWS:
-        parts += [media.read_audio(SAMPLES / row["path"]), 1e-3 * rng.standard_normal(int(1.5 * SAMPLE_RATE))]
-    audio = np.concatenate(parts).astype(np.float32)
+    audio = joined_with_pauses([SAMPLES / row["path"] for row in ROWS], 1.5)
     return write_wav(tmp_path_factory.mktemp("live") / "three.wav", audio), audio
 
 
@@ -81,7 +79,7 @@ def test_several_utterances_equal_the_stream(rec, three_utterances):
     assert partials and all(e.committed.split() == e.text.split()[:len(e.committed.split())] for e in partials)
 
 
-def test_a_slow_machine_says_so_and_degrades_in_order(rec):
+def test_a_slow_machine_says_so_and_degrades_in_order(rec, tmp_path):
     class Slow:  # the demo model as a machine four times too slow would run it
         tasks = rec.tasks
 
@@ -90,7 +88,11 @@ def test_a_slow_machine_says_so_and_degrades_in_order(rec):
             time.sleep(0.25)
             return rec.transcribe(audio, frames, task, options)
 
-    path = SAMPLES / ROWS[0]["path"]
+    clips = [SAMPLES / row["path"] for row in ROWS]  # back to back: one utterance of 6 s, face throughout
+    frames = [f for c in clips for f in media.iter_video(c)]
+    audio = np.concatenate([features.align_audio_to_video(media.read_audio(c), sum(1 for _ in media.iter_video(c)))
+                            for c in clips])
+    path = media.write_video(tmp_path / "long.mp4", frames, audio=audio)
     events, summary = run(Slow(), FileSource(path, speed=4), stream_options=StreamOptions(partial_every=0.2),
                           live=LiveOptions(behind_after=0.3, degrade=True))
     states = [e.message for e in events if e.state == "behind"]
@@ -146,7 +148,10 @@ def test_the_microphone_path_through_a_virtual_microphone(rec, virtual_microphon
     subprocess.run(["paplay", f"--device={virtual_microphone}", str(played)], check=True)
     engine.stop()
     summary = engine.join(30)
-    assert [e.text for e in finals(events)] == [rec.transcribe(speech, None, "asr").text]
+    heard = [e.text for e in finals(events)]
+    # the same words as the file, give or take one: PulseAudio hands back int16 samples, and the utterance's
+    # edges are the VAD's, not the file's (the model's E-set letters flip on less)
+    assert len(heard) == 1 and edit_distance(words(rec.transcribe(speech, None, "asr").text), words(heard[0])) <= 1
     assert summary.samples_in > len(played.read_bytes()) // 2 - SAMPLE_RATE
     assert summary.samples_in == summary.samples_decoded + summary.samples_silent
 

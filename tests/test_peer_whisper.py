@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from smop_edge.runtime.scoring import edit_distance, words
+
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("peer_whisper", ROOT / "scripts" / "peer_whisper.py")
 peer = importlib.util.module_from_spec(spec)
@@ -29,4 +31,7 @@ def test_peer_reads_the_sample_clips(capsys):
     assert report["task"] == "asr" and [c["snr"] for c in report["conditions"]] == [None, 0.0]
     rows = report["conditions"][0]["rows"]
     assert len(rows) == 3 and all(r["hypothesis"] == peer.domain_words(r["hypothesis"]) for r in rows)
-    assert report["conditions"][0]["wer"] < 0.5  # clean synthetic letters and digits: mostly right
+    scored = [peer.domain_words(r["hypothesis"]) for r in rows]
+    assert report["conditions"][0]["errors"] == sum(
+        edit_distance(words(r["reference"]), words(h)) for r, h in zip(rows, scored))  # scored as eval scores
+    assert report["conditions"][0]["words"] == sum(len(words(r["reference"])) for r in rows)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_wav
+from conftest import joined_with_pauses, write_wav
 from smop_edge.runtime import StreamOptions, UsageError, load_recognizer, media
 from smop_edge.runtime.features import SAMPLE_RATE, VIDEO_FPS
 from smop_edge.runtime.scoring import corpus_wer
@@ -80,12 +80,7 @@ def test_partials_come_before_the_final_and_grow(rec):
 
 def _utterances(pause: float) -> tuple[np.ndarray, list[str]]:
     """The three sample clips' audio, one after another with `pause` seconds of faint noise between."""
-    rng = np.random.default_rng(1)
-    parts, texts = [], []
-    for row in ROWS:
-        parts += [media.read_audio(SAMPLES / row["path"]), 1e-3 * rng.standard_normal(int(pause * SAMPLE_RATE))]
-        texts.append(row["text"])
-    return np.concatenate(parts).astype(np.float32), texts
+    return joined_with_pauses([SAMPLES / row["path"] for row in ROWS], pause), [row["text"] for row in ROWS]
 
 
 def test_several_utterances_match_transcribe(rec, tmp_path):
