@@ -22,7 +22,6 @@ from smop_edge.runtime import features
 from .train_data import Augment, Example
 
 
-
 @dataclass
 class AudioTokenCache:
     """Compressed audio tokens [n, D] (float16) of each example, in order: `clean[i]` and `noisy[i][variant]`."""

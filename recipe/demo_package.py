@@ -5,7 +5,8 @@ sample clips with their transcripts.
 A model trained in stages (a run, then `train --init` runs from its checkpoint) ships the last stage's
 checkpoint and tokenizer, and one log over all stages: each stage's steps follow on from the one before.
 
-Samples are drawn at random from the sealed test split, whatever the model makes of them; each records the reference text and the shipped bundle's transcript (tested to stay the same).
+Samples are drawn at random from the sealed test split, whatever the model makes of them; each records
+the reference text and the shipped bundle's transcript (tested to stay the same).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def joined_log(runs: list[Path]) -> list[dict]:
 def package(runs: str | Path | list[str | Path], bundle: str | Path, manifest: str | Path, eval_json: str | Path,
             out: str | Path) -> Path:
     """Copy the last run's checkpoint (and write its trained parts) and tokenizer, all runs' joined log and
-    its curves, the bundle and the drawn samples into `out` (replacing what is there). `runs`: one run folder, or the stages in order."""
+    its curves, the bundle and the drawn samples into `out` (replacing what is there). `runs`: one run folder,
+    or the stages in order."""
     runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
     out = Path(out)
     samples = pick_samples(manifest, eval_json)

@@ -166,11 +166,10 @@ def make_batch(examples: list[Example], task: str, n_mels: int, augment: Augment
             keeps.append(keep)
         if "video" in mods:
             vids.append(augment.video(ex.rois, rng) if augment else lips.normalize_rois(ex.rois))
-            if not with_audio:
-                continue
-            mel, keep = features.audio_encoder_input(ex.audio, n_mels, faithful=False)
-            clean.append(mel)
-            clean_keeps.append(keep)
+            if with_audio:
+                mel, keep = features.audio_encoder_input(ex.audio, n_mels, faithful=False)
+                clean.append(mel)
+                clean_keeps.append(keep)
     mel, mel_mask = _pad_mels(mels, n_mels)
     frames = frames_pad = None
     if vids:

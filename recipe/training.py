@@ -224,10 +224,11 @@ def batch_loss(model: LlamaSMoP, batch: Batch, ids: SpecialIds, prompt_ids: list
         frames = aux.frame_loss(tokens["audio"], batch.spans)
         loss = loss + frame_weight * frames
         parts["frame"] = float(frames.detach())
-    if teacher is None and batch.clean_mel is not None:
-        with torch.no_grad():
-            teacher = _audio_tokens(model, batch.clean_mel, batch.clean_mel_mask, batch.clean_keep)
-    if aux is not None and frame_weight and aux.video_words is not None and teacher is not None:
+    if aux is not None and frame_weight and aux.video_words is not None and \
+            (teacher is not None or batch.clean_mel is not None):
+        if teacher is None:  # the clean audio's tokens, encoded only when the loss needs them
+            with torch.no_grad():
+                teacher = _audio_tokens(model, batch.clean_mel, batch.clean_mel_mask, batch.clean_keep)
         lips_loss = aux.video_frame_loss(tokens["video"], teacher)
         loss = loss + frame_weight * lips_loss
         parts["video_frame"] = float(lips_loss.detach())

@@ -66,7 +66,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--audio-mode", choices=["fast", "faithful"], help="the audio encoder's input as the bundle "
                    "will run it (default fast); faithful (30 s padded, as Whisper was trained) needs a frozen "
-                   "pretrained encoder (demo-v2-*), whose outputs are computed once and cached in the run folder")
+                   "pretrained encoder (demo-v2-*), whose outputs are computed once and cached beside the manifest")
     p.add_argument("--task-mix", nargs="+", metavar="TASK=SHARE",
                    help="how often each task is drawn after the ASR-only steps (shares are normalised; "
                    "default avsr=0.5 asr=0.25 vsr=0.25)")
