@@ -14,7 +14,7 @@ from smop_edge.recipe import noise
 from smop_edge.recipe.corpus import read_manifest
 from smop_edge.runtime import crop_cache, lips, media
 from smop_edge.runtime.decoding import DecodingOptions
-from smop_edge.runtime.errors import UsageError
+from smop_edge.runtime.errors import UnsuitableInputError, UsageError
 from smop_edge.runtime.features import align_audio_to_video
 from smop_edge.runtime.prompt import TASK_MODALITIES
 from smop_edge.runtime.scoring import word_errors, words
@@ -119,11 +119,11 @@ def _inputs(row: dict, task: str, cache: str) -> tuple[np.ndarray | None, np.nda
     audio = frames = None
     if "audio" in need:
         if not info.has_audio:
-            raise UsageError(f"{row['file']}: task {task} needs audio, the file has none")
+            raise UnsuitableInputError(f"{row['file']}: task {task} needs audio, the file has none")
         audio = media.read_audio(row["file"], info.start)
     if "video" in need:
         if not info.has_video:
-            raise UsageError(f"{row['file']}: task {task} needs video, the file has none")
+            raise UnsuitableInputError(f"{row['file']}: task {task} needs video, the file has none")
         rois, found = crop_cache.mouth_rois(row["file"], cache)
         if not found:
             return audio, None
@@ -142,7 +142,7 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
     task that needs video, counts as an empty transcript (every word deleted) and is flagged `no_face`:
     the cropper's misses are the system's."""
     if task not in rec.tasks:
-        raise UsageError(f"the bundle supports {', '.join(rec.tasks)}, not {task}")
+        raise UnsuitableInputError(f"the bundle supports {', '.join(rec.tasks)}, not {task}")
     if "audio" not in TASK_MODALITIES[task] and any(s is not None for s in snrs):
         raise UsageError("--snr mixes noise into the audio; task vsr has none")
     options = options or DecodingOptions()

@@ -14,9 +14,9 @@ import numpy as np
 
 from smop_edge.runtime import features
 from smop_edge.runtime.bundle import sha256_file
-from smop_edge.runtime.errors import UsageError
-from smop_edge.runtime.manifest import (AUDIO_MODES, FORMATS, MANIFEST, SCHEMA_VERSION, Embeddings, Manifest,
-                                        Preprocessing, Quantization, SelfTest, StaticShapes, TokenizerEntry)
+from smop_edge.runtime.errors import ParityError, UsageError
+from smop_edge.runtime.manifest import (AUDIO_MODES, FORMATS, MANIFEST, MANIFEST_DIGEST, SCHEMA_VERSION,
+                                        Embeddings, Manifest, Preprocessing, Quantization, SelfTest, StaticShapes, TokenizerEntry)
 from smop_edge.runtime.prompt import TASK_MODALITIES, SpecialIds
 
 from .quantize import ENCODER_MODES, EXPERT_MODES, LLM_MODES
@@ -38,6 +38,7 @@ class ExportOptions:
     self_test_seconds: float = 2.0
     self_test_tokens: int = 16
     parity: bool = True  # False: no parity figures or self-test reference (then `verify` cannot pass)
+    allow_drift: bool = False  # keep a bundle whose parity breaks the thresholds (parity.judge)
     # bundles whose graphs are linked instead of rebuilt where a stage's graph would be the same (same
     # model apart from the projector, format, stage quantization and audio mode): the benchmark's
     # projector and LLM variants share their encoders this way
@@ -70,7 +71,10 @@ def _prepare_out(out: Path, force: bool, need_bytes: int) -> None:
         raise UsageError(f"output {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
         if not force:
-            raise UsageError(f"output directory {out} is not empty (use --force to replace its contents)")
+            raise UsageError(f"output directory {out} is not empty (use --force to replace the bundle in it)")
+        if not (out / MANIFEST).is_file() or Path.cwd().resolve().is_relative_to(out.resolve()):
+            raise UsageError(f"--force replaces only a bundle directory (one with {MANIFEST}) that is not the "
+                             f"current directory or above it: {out} is not one")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out).free
@@ -140,9 +144,9 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
                             list(options.video_buckets), options.projector_chunk, options.decoder_chunk,
                             options.kv_capacity) if options.static else None,
     )
-    _write_manifest(out, manifest)
+    digest = _write_manifest(out, manifest)
     if not options.parity:
-        log(f"done in {time.perf_counter() - started:.1f} s: {out} (parity not measured)")
+        log(f"done in {time.perf_counter() - started:.1f} s: {out} (parity not measured); manifest sha256 {digest}")
         return manifest
 
     release_memory()
@@ -151,17 +155,26 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
     backend = "onnxruntime" if options.format == "onnx" else "openvino"
     rec = Recognizer.from_bundle(out, backend=backend)
     figures = parity.measure(ref, rec, audio, frames, task, options.self_test_tokens)
+    failures = parity.judge(figures, options.experts, options.llm, options.encoders)
     e2e = figures["end_to_end"]
-    manifest.parity = {"backend": backend, **figures}
-    manifest.self_test.reference_tokens, manifest.self_test.reference_text = e2e["reference_tokens"], e2e["reference_text"]
-    _write_manifest(out, manifest)
+    manifest.parity = {"backend": backend, "passed": not failures, "failures": failures, **figures}
+    test = manifest.self_test
+    test.reference_tokens, test.reference_text = e2e["reference_tokens"], e2e["reference_text"]
+    test.bundle_tokens, test.bundle_text = e2e["bundle_tokens"], e2e["bundle_text"]
+    digest = _write_manifest(out, manifest)
+    if failures and not options.allow_drift:
+        shutil.rmtree(out)
+        raise ParityError(f"parity with the torch reference broken, {out} removed (--allow-drift keeps it): "
+                          + "; ".join(failures))
     log(f"done in {time.perf_counter() - started:.1f} s: {out} (self-test tokens "
-        f"{'equal' if e2e['tokens_equal'] else 'DIFFER'}, agreement {e2e['token_agreement']:.2f})")
+        f"{'equal' if e2e['tokens_equal'] else 'DIFFER'}, agreement {e2e['token_agreement']:.2f}"
+        f"{'' if not failures else ', DRIFT kept: ' + '; '.join(failures)}); manifest sha256 {digest}")
     return manifest
 
 
-def _write_manifest(out: Path, manifest: Manifest) -> None:
-    manifest.write(out, {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != MANIFEST})
+def _write_manifest(out: Path, manifest: Manifest) -> str:
+    return manifest.write(out, {p.name: sha256_file(p) for p in sorted(out.iterdir())
+                         if p.is_file() and p.name not in (MANIFEST, MANIFEST_DIGEST)})
 
 
 def _versions() -> dict[str, str]:

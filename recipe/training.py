@@ -323,7 +323,11 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     rng = np.random.default_rng(opts.seed)
     step, queue = 0, []
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        try:  # tensors and plain values only: a state file cannot run code when it is read
+            state = torch.load(state_path, weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{state_path} is not a training state smop-edge can read safely "
+                                  f"({type(exc).__name__}); remove it to train from the start") from None
         model.load_state_dict(state["model"])
         if aux is not None:
             aux.load_state_dict(state["aux"])

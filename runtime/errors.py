@@ -37,3 +37,9 @@ class UnsuitableInputError(SmopEdgeError):
     """Input that lacks what the model's tasks need (e.g. no face for a VSR-only model)."""
 
     exit_code = 5
+
+
+class ParityError(SmopEdgeError):
+    """An export whose graphs drift from the torch reference beyond the thresholds for its quantization."""
+
+    exit_code = 6

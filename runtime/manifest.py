@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from .errors import BundleError
 from .typed import FieldError, from_data
 
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.json.sha256"  # the manifest's own sha256, written beside it
 SCHEMA_VERSION = 1
 STAGES = ("audio_encoder", "video_encoder", "projector", "decoder")
 FORMATS = ("onnx", "openvino")
@@ -118,13 +120,20 @@ class Quantization:
 
 @dataclass
 class SelfTest:
-    """A stored input and the torch reference's tokens for it (absent when exported without parity)."""
+    """A stored input, the bundle's own tokens for it at export (what `verify` must reproduce) and the
+    torch reference's (agreement with torch is a parity figure); absent when exported without parity."""
 
     file: str
     task: str
     max_new_tokens: int
     reference_tokens: list[int] | None = None
     reference_text: str | None = None
+    bundle_tokens: list[int] | None = None  # None in bundles made before they were recorded: the reference's
+    bundle_text: str | None = None
+
+    @property
+    def expected_tokens(self) -> list[int] | None:
+        return self.bundle_tokens if self.bundle_tokens is not None else self.reference_tokens
 
 
 @dataclass
@@ -214,7 +223,12 @@ class Manifest:
             raise BundleError(f"corrupt {MANIFEST} in {bundle_dir}: {exc}") from None
         return cls.from_dict(data, str(bundle_dir))
 
-    def write(self, bundle_dir: Path, digests: dict[str, str]) -> None:
-        """Write `manifest.json` with `digests` (file name -> sha256) as its file list."""
+    def write(self, bundle_dir: Path, digests: dict[str, str]) -> str:
+        """Write `manifest.json` with `digests` (file name -> sha256) as its file list, and its own sha256
+        beside it (`manifest.json.sha256`); returns that digest."""
         self.files = dict(digests)
-        (Path(bundle_dir) / MANIFEST).write_text(json.dumps(self.to_dict(), indent=2))
+        text = json.dumps(self.to_dict(), indent=2).encode()
+        (Path(bundle_dir) / MANIFEST).write_bytes(text)
+        digest = hashlib.sha256(text).hexdigest()
+        (Path(bundle_dir) / MANIFEST_DIGEST).write_text(f"{digest}  {MANIFEST}\n")
+        return digest

@@ -130,9 +130,11 @@ class Recognizer:
 
     @classmethod
     def from_bundle(cls, path: str | Path, backend: str = "onnxruntime", device: str = "CPU",
-                    threads: int | None = None, precision: str = "f32", exact: bool = True) -> "Recognizer":
-        """Verify the bundle's sha256 sums, then load graphs on `backend` (each when first needed)."""
-        bundle = load_bundle(path, verify=True)
+                    threads: int | None = None, precision: str = "f32", exact: bool = True,
+                    digest: str | None = None) -> "Recognizer":
+        """Verify the bundle's sha256 sums (and its manifest's against a pinned `digest`), then load graphs
+        on `backend` (each when first needed)."""
+        bundle = load_bundle(path, verify=True, digest=digest)
         fmt = bundle.manifest.format
         if backend == "onnxruntime" and fmt != "onnx":
             raise UsageError(f"bundle {path} holds {fmt} graphs; use --backend openvino")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import BundleError, UsageError
 
 BACKENDS = ("onnxruntime", "openvino")
 PRECISIONS = ("f32", "bf16", "f16")
@@ -57,6 +57,9 @@ class OpenVinoSession(GraphSession):
         if threads and device == "CPU":
             config["INFERENCE_NUM_THREADS"] = str(threads)
         core = ov.Core()
+        if device.split(".")[0].split(":")[0] not in {d.split(".")[0] for d in core.available_devices}:
+            raise UsageError(f"OpenVINO device {device} is not available here "
+                             f"(available: {', '.join(core.available_devices)})")
         self._model = core.compile_model(core.read_model(str(path)), device, config)
         self.input_names = [i.get_any_name() for i in self._model.inputs]
         self.output_names = [o.get_any_name() for o in self._model.outputs]
@@ -80,5 +83,12 @@ def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "
             raise UsageError(f"ONNX Runtime cannot load {path.name}: export with --format onnx")
         if device != "CPU":
             raise UsageError("the onnxruntime backend runs on the CPU; use --backend openvino for other devices")
-        return OrtSession(path, threads, exact)
-    return OpenVinoSession(path, device, threads, precision, exact)
+    try:
+        if backend == "onnxruntime":
+            return OrtSession(path, threads, exact)
+        return OpenVinoSession(path, device, threads, precision, exact)
+    except UsageError:
+        raise
+    except Exception as exc:  # the backends' own errors: a graph that passed its checksum yet will not load
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"cannot load graph {path.name} on {backend}: {first}") from None

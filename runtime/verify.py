@@ -1,5 +1,6 @@
-"""A bundle's self-test: sha256 of every file, then its stored input through the bundle's graphs, whose
-tokens must equal those the torch reference produced at export (sherpa-onnx style: bundles test themselves)."""
+"""A bundle's self-test: sha256 of the manifest and every file, then its stored input through the bundle's
+graphs, whose tokens must equal those the bundle produced at export (sherpa-onnx style: bundles test
+themselves). Agreement with the torch reference is a separate figure: quantized weights may flip tokens."""
 
 from __future__ import annotations
 
@@ -17,27 +18,34 @@ from .recognizer import Recognizer
 @dataclass
 class SelfTestResult:
     bundle: str
+    digest: str
     backend: str
     files: int
     passed: bool
     task: str
     text: str
+    expected_text: str
     reference_text: str
+    torch_agreement: float | None
 
     def to_dict(self) -> dict:
-        return {"bundle": self.bundle, "backend": self.backend, "sha256": "ok",
+        return {"bundle": self.bundle, "manifest_sha256": self.digest, "backend": self.backend, "sha256": "ok",
                 "self_test": "pass" if self.passed else "fail", "task": self.task, "text": self.text,
-                "reference_text": self.reference_text}
+                "expected_text": self.expected_text, "reference_text": self.reference_text,
+                "torch_agreement_at_export": self.torch_agreement}
 
     def describe(self) -> str:
-        return (f"sha256: ok ({self.files} files)\nself-test ({self.backend}, {self.task}): "
-                f"{'pass' if self.passed else 'FAIL'}\n  bundle:    {self.text!r}\n  reference: {self.reference_text!r}")
+        agree = "" if self.torch_agreement is None else f" (token agreement at export {self.torch_agreement:.2f})"
+        return (f"sha256: ok ({self.files} files; manifest {self.digest})\n"
+                f"self-test ({self.backend}, {self.task}): {'pass' if self.passed else 'FAIL'}\n"
+                f"  now:       {self.text!r}\n  at export: {self.expected_text!r}\n"
+                f"  torch:     {self.reference_text!r}{agree}")
 
 
-def self_test(path: str | Path, backend: str | None = None) -> SelfTestResult:
-    """Verify the files of bundle `path` (a BundleError if any differ) and rerun its self-test on
-    `backend` (default: the one its format runs on)."""
-    bundle = load_bundle(path, verify=True)
+def self_test(path: str | Path, backend: str | None = None, digest: str | None = None) -> SelfTestResult:
+    """Verify the files of bundle `path` (a BundleError if any differ, or if its manifest's sha256 is not a
+    pinned `digest`) and rerun its self-test on `backend` (default: the one its format runs on)."""
+    bundle = load_bundle(path, verify=True, digest=digest)
     backend = backend or ("onnxruntime" if bundle.manifest.format == "onnx" else "openvino")
     test = bundle.manifest.self_test
     if test.reference_tokens is None:
@@ -48,5 +56,9 @@ def self_test(path: str | Path, backend: str | None = None) -> SelfTestResult:
     out = rec.transcribe(audio=data["audio"] if "audio" in data else None,
                          frames=data["frames"] if "frames" in data else None, task=test.task,
                          options=DecodingOptions(max_new_tokens=test.max_new_tokens))
-    return SelfTestResult(str(path), backend, len(bundle.manifest.files), out.tokens == test.reference_tokens,
-                          out.task, out.text, test.reference_text or "")
+    parity = bundle.manifest.parity or {}
+    agreement = parity.get("end_to_end", {}).get("token_agreement")
+    return SelfTestResult(str(path), bundle.digest, backend, len(bundle.manifest.files),
+                          out.tokens == test.expected_tokens, out.task, out.text,
+                          test.bundle_text if test.bundle_text is not None else test.reference_text or "",
+                          test.reference_text or "", agreement)

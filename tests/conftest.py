@@ -151,3 +151,18 @@ def joined_with_pauses(paths: list[Path], pause: float, seed: int = 1) -> np.nda
         audio = media.read_audio(path)
         parts += [audio, 0.01 * np.sqrt(np.mean(audio ** 2)) * rng.standard_normal(int(pause * SAMPLE_RATE))]
     return np.concatenate(parts).astype(np.float32)
+
+
+def edit_manifest(bundle: Path, change, reseal: bool = True) -> None:
+    """Apply `change` to a bundle's manifest JSON; with `reseal`, rewrite `manifest.json.sha256` to match, as
+    someone who rewrites the digests would (so that the checks behind the manifest's own digest are reached)."""
+    import hashlib
+    import json
+
+    path = bundle / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    if reseal:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        (bundle / "manifest.json.sha256").write_text(f"{digest}  manifest.json\n")

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from conftest import tone_bursts, write_wav
+
 from smop_edge.apps import evaluate
 from smop_edge.apps.cli import main
 
@@ -89,6 +91,10 @@ def test_eval_text_output_and_bad_requests(dedr_bundle, tiny_corpus, capsys, tmp
     bad.write_text('{"text": "one"}\n')
     code, out = _eval(capsys, str(bad), "--bundle", str(dedr_bundle))
     assert code == 2 and "bad.jsonl:1" in out.err
+    write_wav(tmp_path / "voice.wav", tone_bursts(1.0))  # audio only: unsuitable for avsr, as in transcribe
+    bad.write_text('{"path": "voice.wav", "text": "one"}\n')
+    code, out = _eval(capsys, str(bad), "--bundle", str(dedr_bundle), "--task", "avsr")
+    assert code == 5 and "needs video, the file has none" in out.err
 
 
 def test_tally_weighs_each_speaker_the_same_and_leaves_out_the_few_worded():

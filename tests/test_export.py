@@ -9,6 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
+from conftest import edit_manifest
+
 from smop_edge.apps.cli import main
 from smop_edge.export.bundle import ExportOptions, export_bundle
 from smop_edge.models.checkpoint import load_model
@@ -51,7 +53,9 @@ def test_onnx_fp32_bundle_matches_the_reference(onnx_fp32):
     assert p["projector"]["routing_identical"]
     assert p["projector"]["audio_routing"]["tokens"] > 256
     _assert_end_to_end(manifest, exact=True)
-    assert set(manifest["files"]) == {f.name for f in out.iterdir() if f.name != "manifest.json"}
+    assert set(manifest["files"]) == {f.name for f in out.iterdir()} - {"manifest.json", "manifest.json.sha256"}
+    assert manifest["parity"]["passed"] and manifest["parity"]["failures"] == []
+    assert manifest["self_test"]["bundle_tokens"] == manifest["parity"]["end_to_end"]["bundle_tokens"]
     assert manifest["stages"]["audio_encoder"]["inputs"][0] == {"name": "mel", "shape": [1, 80, 3000],
                                                                  "dtype": "float32"}
     dec = {i["name"]: i["shape"] for i in manifest["stages"]["decoder"]["inputs"]}
@@ -67,11 +71,12 @@ def test_verify_passes_then_catches_tampering(onnx_fp32, tmp_path, capsys):
     assert "self-test (onnxruntime, avsr): pass" in capsys.readouterr().out
     assert main(["verify", str(bundle), "--backend", "openvino"]) == 0  # OpenVINO reads ONNX graphs too
     capsys.readouterr()
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["self_test"]["reference_tokens"] = [1, 2, 3]
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    edit_manifest(bundle, lambda m: m["self_test"].update(bundle_tokens=[1, 2, 3]), reseal=False)
     assert main(["verify", str(bundle)]) == 4
-    assert "self-test transcript differs" in capsys.readouterr().err
+    assert "manifest.json was modified since export" in capsys.readouterr().err
+    edit_manifest(bundle, lambda m: None)  # resealed: the self-test itself now fails
+    assert main(["verify", str(bundle)]) == 4
+    assert "self-test transcript differs from the one recorded at export" in capsys.readouterr().err
     with open(bundle / "decoder.onnx", "r+b") as f:
         f.seek(200)
         f.write(b"\x00\x01\x02")
@@ -229,3 +234,65 @@ def test_video_stem_exported_in_2d_computes_the_3d_stem(slopes, onnx_fp32):
     kernels = [list(a.ints) for n in graph.graph.node if n.op_type == "Conv" for a in n.attribute
                if a.name == "kernel_shape"]
     assert [7, 7] in kernels and not any(len(k) == 3 for k in kernels)  # the positional Conv1d stays 1-D
+
+
+def test_parity_thresholds_by_quantization():
+    from smop_edge.export.parity import judge
+
+    def figures(agreement, margin=1.0, error=1e-6, routing=True):
+        graph = {"max_abs_error": error, "reference_max_abs": 2.0}
+        return {"audio_encoder": graph, "video_encoder": graph, "decoder": graph,
+                "projector": {**graph, "routing_identical": routing},
+                "end_to_end": {"token_agreement": agreement, "reference_min_top2_margin": margin}}
+
+    assert judge(figures(1.0), "fp32", "fp32", "fp32") == []
+    assert judge(figures(0.9), "fp32", "fp32", "fp32")  # fp32 must reproduce torch's tokens
+    assert judge(figures(0.9, margin=1e-4), "fp32", "fp32", "fp32") == []  # ... unless torch had a near-tie
+    assert judge(figures(0.9), "int8", "int8", "fp32") == []
+    assert judge(figures(0.6), "int8", "int4", "fp32") == [] and judge(figures(0.6), "int8", "int8", "fp32")
+    assert judge(figures(1.0, error=0.01), "int8", "fp32", "int8") == [
+        "decoder: max abs error 0.01 > 0.002 (fp32 weights)"]  # 1e-3 of the reference's magnitude, 2
+    assert judge(figures(1.0, error=0.01), "int8", "int8", "fp32") == [  # quantized graphs are judged end to end
+        "audio_encoder: max abs error 0.01 > 0.002 (fp32 weights)",
+        "video_encoder: max abs error 0.01 > 0.002 (fp32 weights)"]
+    assert "routing" in judge(figures(1.0, routing=False), "int8", "int8", "fp32")[0]
+    assert judge(figures(1.0, routing=False), "int8", "int8", "int8") == []  # int8 encoders move the router input
+
+
+def test_export_that_breaks_parity_exits_6_unless_kept(tmp_path, make_checkpoint, base_tokenizer, monkeypatch,
+                                                       capsys):
+    from smop_edge.export import parity
+
+    monkeypatch.setattr(parity, "FP32_RELATIVE_ERROR", -1.0)  # any error breaks it: every fp32 graph drifts
+    path, _ = make_checkpoint("tiny-asr")
+    base = ["export", str(path), "--tokenizer", str(base_tokenizer), "--llm", "fp32"]
+    assert main(base + ["--out", str(tmp_path / "gone")]) == 6
+    err = capsys.readouterr().err
+    assert "parity with the torch reference broken" in err and "audio_encoder: max abs error" in err
+    assert not (tmp_path / "gone").exists()
+    assert main(base + ["--out", str(tmp_path / "kept"), "--allow-drift"]) == 0
+    capsys.readouterr()
+    manifest = json.loads((tmp_path / "kept" / "manifest.json").read_text())
+    assert manifest["parity"]["passed"] is False and manifest["parity"]["failures"]
+    # verify checks the bundle against its own tokens at export, not torch's: a quantized bundle whose
+    # greedy tokens differ from torch's still verifies
+    edit_manifest(tmp_path / "kept", lambda m: m["self_test"].update(reference_tokens=[7, 7, 7]))
+    assert main(["verify", str(tmp_path / "kept"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["self_test"] == "pass" and len(out["manifest_sha256"]) == 64
+    assert main(["verify", str(tmp_path / "kept"), "--digest", "0" * 64]) == 4
+    assert "not the pinned" in capsys.readouterr().err
+
+
+def test_force_replaces_only_a_bundle(tmp_path, make_checkpoint, base_tokenizer, capsys, monkeypatch):
+    path, _ = make_checkpoint("tiny-asr")
+    base = ["export", str(path), "--tokenizer", str(base_tokenizer), "--force"]
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    assert main(base + ["--out", str(work)]) == 2  # not a bundle: --force refuses to wipe it
+    assert "replaces only a bundle directory" in capsys.readouterr().err and (work / "notes.txt").exists()
+    (work / "manifest.json").write_text("{}")
+    monkeypatch.chdir(work)
+    assert main(base + ["--out", "."]) == 2  # the current directory, even one holding a manifest
+    assert (work / "notes.txt").exists()

@@ -8,9 +8,11 @@ import shutil
 
 import pytest
 
+from conftest import edit_manifest
+
 from smop_edge.apps.cli import main
-from smop_edge.runtime import DEMO_BUNDLE
-from smop_edge.runtime.bundle import load_bundle
+from smop_edge.runtime import DEMO_BUNDLE, load_recognizer
+from smop_edge.runtime.bundle import load_bundle, sha256_file
 from smop_edge.runtime.errors import BundleError
 from smop_edge.runtime.manifest import Manifest
 
@@ -20,12 +22,6 @@ def bundle(tmp_path):
     out = tmp_path / "bundle"
     shutil.copytree(DEMO_BUNDLE, out)
     return out
-
-
-def _edit(bundle, change) -> None:
-    data = json.loads((bundle / "manifest.json").read_text())
-    change(data)
-    (bundle / "manifest.json").write_text(json.dumps(data))
 
 
 def test_round_trip_is_exact():
@@ -49,11 +45,10 @@ def test_round_trip_is_exact():
     (lambda d: d["preprocessing"].update(pixel_mean=0.5), r"other preprocessing constants"),
 ])
 def test_damaged_manifest_is_a_bundle_error(bundle, change, message, capsys):
-    _edit(bundle, change)
+    edit_manifest(bundle, change)
     with pytest.raises(BundleError, match=message):
         load_bundle(bundle, verify=False)
-    assert main(["transcribe", str(DEMO_BUNDLE.parent / "samples" / "sample-2.mp4"), "--bundle", str(bundle),
-                 "--quiet"]) == 4
+    assert main(["transcribe", _sample(), "--bundle", str(bundle), "--quiet"]) == 4
     err = capsys.readouterr().err
     assert err.startswith("smop-edge: error:") and "Traceback" not in err
 
@@ -62,3 +57,64 @@ def test_not_json_is_a_bundle_error(bundle):
     (bundle / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="corrupt manifest.json"):
         load_bundle(bundle)
+
+
+def _sample() -> str:
+    return str(DEMO_BUNDLE.parent / "samples" / "sample-2.mp4")
+
+
+def _symlink_out(bundle, tmp_path):
+    """decoder.onnx replaced by a link to an identical copy outside the bundle (its digest still matches)."""
+    outside = tmp_path / "outside.onnx"
+    shutil.copy(bundle / "decoder.onnx", outside)
+    (bundle / "decoder.onnx").unlink()
+    (bundle / "decoder.onnx").symlink_to(outside)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b, t: edit_manifest(b, lambda d: d["quantization"].update(llm="fp32"), reseal=False),
+     "manifest.json was modified since export"),
+    (lambda b, t: (b / "manifest.json.sha256").unlink(), "manifest.json.sha256 is missing"),
+    (lambda b, t: (b / "decoder.onnx").rename(b / "decoder2.onnx"), r"sha256 mismatch\): decoder.onnx"),
+    (lambda b, t: (b / "tokenizer.json").unlink(), r"sha256 mismatch\): tokenizer.json"),
+    (_symlink_out, r"sha256 mismatch\): decoder.onnx"),
+])
+def test_bundle_files_are_checked_before_anything_loads(bundle, tmp_path, damage, message, capsys):
+    damage(bundle, tmp_path)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle)
+    assert main(["transcribe", _sample(), "--bundle", str(bundle), "--quiet"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("smop-edge: error:") and err.count("\n") == 1
+
+
+def test_only_listed_files_inside_the_bundle_are_opened(bundle, tmp_path):
+    (bundle / "decoder.extra").write_text("never opened")  # unlisted: ignored, even beside a graph's name
+    loaded = load_bundle(bundle)
+    assert [p.name for p in loaded.stage_files("decoder")] == ["decoder.onnx"]
+    with pytest.raises(BundleError, match="not listed"):
+        loaded.file("decoder.extra")
+    _symlink_out(bundle, tmp_path)
+    with pytest.raises(BundleError, match="not a plain file inside the bundle"):
+        load_bundle(bundle, verify=False).file("decoder.onnx")
+
+
+def test_a_pinned_manifest_digest_fixes_the_bundle(bundle):
+    digest = (bundle / "manifest.json.sha256").read_text().split()[0]
+    assert load_recognizer(bundle, digest=digest).bundle.digest == digest
+    # someone rewrites a graph and every digest after it: the bundle checks out, the pin does not
+    with open(bundle / "projector.onnx", "ab") as f:
+        f.write(b"\0")
+    edit_manifest(bundle, lambda d: d["files"].update({"projector.onnx": sha256_file(bundle / "projector.onnx")}))
+    load_bundle(bundle)
+    with pytest.raises(BundleError, match="not the pinned"):
+        load_recognizer(bundle, digest=digest)
+
+
+def test_a_graph_that_will_not_load_is_a_bundle_error(bundle, capsys):
+    (bundle / "projector.onnx").write_bytes(b"not a graph at all")
+    edit_manifest(bundle, lambda d: d["files"].update({"projector.onnx": sha256_file(bundle / "projector.onnx")}))
+    assert main(["transcribe", _sample(), "--bundle", str(bundle), "--quiet"]) == 4
+    assert "cannot load graph projector.onnx on onnxruntime" in capsys.readouterr().err
+    assert main(["transcribe", _sample(), "--backend", "openvino", "--device", "NPU"]) == 2
+    assert "OpenVINO device NPU is not available" in capsys.readouterr().err

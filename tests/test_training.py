@@ -65,7 +65,7 @@ def test_snapshot_holds_the_weights_of_its_step(trained):
 
     out, final, _, _ = trained
     snapshot, _ = load_model(out / "checkpoint-20.pth")
-    at_20 = torch.load(out / "state-20.pt", weights_only=False)["model"]
+    at_20 = torch.load(out / "state-20.pt", weights_only=True)["model"]
     last, _ = load_model(final)
     assert snapshot.state_dict().keys() == at_20.keys()
     assert all(torch.equal(v, at_20[k]) for k, v in snapshot.state_dict().items())
@@ -184,3 +184,28 @@ def test_learning_rate_restarts_for_the_mixed_phase():
     assert lr[999] == pytest.approx(2.5e-5, rel=0.05)
     single = TrainOptions(steps=1000, asr_first=1000, lr=1e-3, warmup=100)
     assert learning_rate(999, single) == pytest.approx(5e-5, rel=0.05)
+
+
+class _Payload:
+    """Unpickling this would run code (write a marker file)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def test_a_malicious_training_state_runs_no_code(tiny_corpus, tmp_path):
+    import torch
+
+    from smop_edge.runtime.errors import CheckpointError
+
+    out, marker = tmp_path / "run", tmp_path / "pwned"
+    out.mkdir()
+    torch.save({"model": _Payload(marker)}, out / "train_state.pt")
+    with pytest.raises(CheckpointError, match="not a training state smop-edge can read safely"):
+        train(str(tiny_corpus / "train" / "manifest.jsonl"), out, TrainOptions(model="tiny-dedr", steps=2), workers=1)
+    assert not marker.exists()

@@ -39,7 +39,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--audio-buckets", metavar="N,N",
                    help="--static with --audio-mode fast: mel-frame lengths (default 1000,3000)")
     p.add_argument("--kv-capacity", type=int, help="--static: decoder cache positions (default 1024)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
+    p.add_argument("--force", action="store_true", help="replace the bundle already in the output directory")
+    p.add_argument("--allow-drift", action="store_true",
+                   help="keep a bundle whose parity with the torch reference breaks the thresholds (else exit 6)")
     p.add_argument("--random-init", action="store_true", help="CHECKPOINT is a zoo name: random weights")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-init")
     p.add_argument("--json", action="store_true", help="print stages, quantization and parity as JSON")
@@ -53,7 +55,8 @@ def run_export(args: argparse.Namespace) -> int:
     from smop_edge.export.source import load_source
 
     options = ExportOptions(format=args.format, experts=args.experts, llm=args.llm, encoders=args.encoders,
-                            audio_mode=args.audio_mode, static=args.static, force=args.force)
+                            audio_mode=args.audio_mode, static=args.static, force=args.force,
+                            allow_drift=args.allow_drift)
     for name in ("audio_buckets", "video_buckets"):
         if getattr(args, name):
             setattr(options, name, _int_list(getattr(args, name), "--" + name.replace("_", "-")))
@@ -87,9 +90,12 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 def _add_verify(sub: argparse._SubParsersAction) -> None:
     """`verify`: bundle and backend."""
     p = sub.add_parser("verify", help="check a bundle's sha256 sums and rerun its self-test",
-                       description="Exit 0 only when every file matches the manifest and the bundle "
-                                   "reproduces the torch reference's transcript of its self-test input.")
+                       description="Exit 0 only when the manifest and every file match their sha256 and the "
+                                   "bundle reproduces its own tokens for its self-test input as recorded at export "
+                                   "(agreement with the torch reference is shown beside them).")
     p.add_argument("bundle")
+    p.add_argument("--digest", metavar="SHA256", help="also require the manifest's sha256 to be this value (as "
+                                                      "printed by export and verify): it fixes every file")
     p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="default: the bundle's format")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_verify)
@@ -100,8 +106,8 @@ def run_verify(args: argparse.Namespace) -> int:
     from smop_edge.runtime.errors import BundleError
     from smop_edge.runtime.verify import self_test
 
-    result = self_test(args.bundle, args.backend)
+    result = self_test(args.bundle, args.backend, args.digest)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.describe())
     if not result.passed:
-        raise BundleError(f"{args.bundle}: self-test transcript differs from the torch reference's")
+        raise BundleError(f"{args.bundle}: self-test transcript differs from the one recorded at export")
     return 0
