@@ -81,16 +81,20 @@ def read_audio(path: str | Path, start: float | None = None, fmt: str | None = N
     with _open(path, fmt, options) as container:
         if not container.streams.audio:
             raise InputError(f"{path} has no audio track")
+        latest = _latest_time(container, origin)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         try:
             for frame in container.decode(audio=0):
                 if first is None:
                     first = frame.time if frame.time is not None else origin
+                    if first - origin > latest:
+                        raise InputError(f"{path}: the audio starts at {first - origin:.1f} s, after the file's end "
+                                         f"({latest - 1:.1f} s): corrupt timestamps")
                 chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
         except av.error.FFmpegError as exc:
-            if not chunks:
-                raise InputError(f"cannot decode the audio of {path}: {exc}") from None
+            done = sum(len(c) for c in chunks) / SAMPLE_RATE
+            raise InputError(f"cannot decode the audio of {path} (after {done:.1f} s): {exc}") from None
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     offset = int(round(((first or origin) - origin) * SAMPLE_RATE))
     if offset > 0:
@@ -98,6 +102,16 @@ def read_audio(path: str | Path, start: float | None = None, fmt: str | None = N
     elif offset < 0:
         audio = audio[-offset:]
     return audio
+
+
+MAX_FRAME_GAP = 300.0  # seconds one video frame may stay on screen: beyond it, timestamps are corrupt
+
+
+def _latest_time(container, origin: float) -> float:
+    """How far past `origin` a frame may start (seconds): the container's duration and a second of slack,
+    or an hour more when the container states none. Frames beyond it are corrupt timestamps, which would
+    otherwise have a frame repeated (or silence inserted) without limit."""
+    return (container.duration / 1e6 if container.duration else 3600.0) + 1.0
 
 
 def iter_video(path: str | Path, fps: int = VIDEO_FPS, start: float | None = None) -> Iterator[np.ndarray]:
@@ -115,9 +129,13 @@ def iter_video(path: str | Path, fps: int = VIDEO_FPS, start: float | None = Non
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or fps)
         tick, prev, prev_time = 0, None, None
+        latest = _latest_time(container, origin)
         try:
             for index, frame in enumerate(container.decode(video=0)):
                 t = (frame.time if frame.time is not None else index / rate) - origin
+                if t > latest or (prev_time is not None and t - prev_time > MAX_FRAME_GAP):
+                    raise InputError(f"{path}: a video frame at {t:.1f} s (after {prev_time or 0.0:.1f} s; the file "
+                                     f"ends at {latest - 1:.1f} s): corrupt timestamps")
                 image = frame.to_ndarray(format="rgb24")
                 if prev is None and t > 0:
                     prev = np.zeros_like(image)  # nothing on screen before the first frame
@@ -126,8 +144,7 @@ def iter_video(path: str | Path, fps: int = VIDEO_FPS, start: float | None = Non
                     tick += 1
                 prev, prev_time = image, t
         except av.error.FFmpegError as exc:
-            if prev is None:
-                raise InputError(f"cannot decode the video of {path}: {exc}") from None
+            raise InputError(f"cannot decode the video of {path} (after {tick / fps:.1f} s): {exc}") from None
         if prev is not None:
             end = prev_time + 1.0 / rate
             while tick / fps < end - 1e-9:

@@ -34,6 +34,7 @@ class Segment:
     start: float
     end: float
     text: str
+    task: str | None = None  # set where it differs from the file's task (e.g. ASR where the video had ended)
 
 
 @dataclass
@@ -96,6 +97,11 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
         timings["lip_crop"] = elapsed_ms(t0)
         if frames is None:
             warnings.append("no face found in the video")
+    decoded = max(len(audio) / SAMPLE_RATE if audio is not None else 0.0,
+                  len(frames) / VIDEO_FPS if frames is not None else 0.0)
+    if decoded and info.duration - decoded > max(0.5, 0.1 * info.duration):
+        warnings.append(f"decoding ended at {decoded:.1f} s of the {info.duration:.1f} s the file states: "
+                        "is it truncated?")
     try:
         task = pick_task(rec.tasks, audio is not None, frames is not None, task)
     except UnsuitableInputError as exc:
@@ -103,22 +109,35 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
     need = TASK_MODALITIES[task]
     n_frames = len(frames) if frames is not None else 0
     duration = n_frames / VIDEO_FPS if "video" in need else len(audio) / SAMPLE_RATE
+    tail = None  # audio after the video's end: transcribed from audio alone, never dropped
     if "audio" in need and "video" in need:
-        audio = align_audio_to_video(audio, n_frames)
+        full, audio = audio, align_audio_to_video(audio, n_frames)
+        if len(full) > len(audio) + SAMPLES_PER_VIDEO_FRAME and not segments.is_silent(full[len(audio):]):
+            span = f"{len(audio) / SAMPLE_RATE:.1f}-{len(full) / SAMPLE_RATE:.1f} s"
+            if "asr" in rec.tasks:
+                tail, duration = full[len(audio):], len(full) / SAMPLE_RATE
+                warnings.append(f"the video ends before the audio: {span} transcribed from the audio alone")
+            else:
+                warnings.append(f"the video ends before the audio: {span} not transcribed (the model has no ASR)")
     if "audio" in need and segments.is_silent(audio) and "video" not in need:
         warnings.append("no speech found (silence)")
         return FileTranscript(str(path), "", task, duration, [], timings, _rtf(started, duration), found, warnings)
     spans = _spans(audio if "audio" in need else None, n_frames)
+    jobs = [(a, b, task, 0) for a, b in spans]
+    if tail is not None:
+        jobs += [(a, b, "asr", len(audio)) for a, b in _spans(tail, 0)]
     results: list[Segment] = []
-    for i, (a, b) in enumerate(spans):
-        seg_audio = audio[a:b] if "audio" in need else None
-        seg_frames = frames[a // SAMPLES_PER_VIDEO_FRAME: b // SAMPLES_PER_VIDEO_FRAME] if "video" in need else None
-        out = rec.transcribe(seg_audio, seg_frames, task, options)
+    for i, (a, b, seg_task, offset) in enumerate(jobs):
+        seg_need = TASK_MODALITIES[seg_task]
+        seg_audio = (audio if not offset else tail)[a:b] if "audio" in seg_need else None
+        seg_frames = frames[a // SAMPLES_PER_VIDEO_FRAME: b // SAMPLES_PER_VIDEO_FRAME] if "video" in seg_need else None
+        out = rec.transcribe(seg_audio, seg_frames, seg_task, options)
         for stage, ms in getattr(out, "timings", {}).items():
             timings[stage] = round(timings.get(stage, 0.0) + ms, 3)
-        results.append(Segment(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3), out.text))
+        results.append(Segment(round((offset + a) / SAMPLE_RATE, 3), round((offset + b) / SAMPLE_RATE, 3), out.text,
+                               None if seg_task == task else seg_task))
         if progress:
-            progress("segments", i + 1, len(spans))
+            progress("segments", i + 1, len(jobs))
     text = " ".join(s.text for s in results if s.text).strip()
     return FileTranscript(str(path), text, task, round(duration, 3), results, timings, _rtf(started, duration),
                           found, warnings)
