@@ -12,9 +12,10 @@ for 48 / 54, the lip rings for 48-67).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -281,33 +282,86 @@ def crop_mouths_with_transforms(frames: Callable[[], Iterable[np.ndarray]], audi
     """Two passes over `frames()` (e.g. a video decoder, so full frames are never all in memory):
     landmarks first, then the warp with the smoothed landmarks of the chosen speaker. Returns the
     crops, the frames where the speaker's face was found and each frame's image-to-crop transform."""
-    import cv2
+    cropper = SegmentCropper(frames, audio, causal, detector, progress)
+    return cropper.crop(0, cropper.n_frames)
 
-    own = detector is None
-    with quiet_native_logs():
-        detector = detector or FaceMeshDetector()
-        try:
-            tracks = track_faces(frames(), detector, progress)
-        finally:
-            if own:
-                detector.close()
-    energy = None
-    n_frames = len(tracks[0].found) if tracks else 0
-    if audio is not None and len(audio) and n_frames:
+
+def _energy(audio: np.ndarray | None, n_frames: int) -> np.ndarray | None:
+    """The audio's RMS per video frame (25 fps), as far as both reach."""
+    from .features import SAMPLES_PER_VIDEO_FRAME
+
+    if audio is None or not len(audio) or not n_frames:
+        return None
+    n = min(n_frames, len(audio) // SAMPLES_PER_VIDEO_FRAME)
+    return np.sqrt((np.asarray(audio[: n * SAMPLES_PER_VIDEO_FRAME], np.float64).reshape(n, -1) ** 2).mean(1))
+
+
+class SegmentCropper:
+    """The offline cropper for long videos, in bounded memory: the landmark pass over the whole video at
+    construction (6 points per face and frame are kept, no images), then `crop(start, end)` warps the
+    frames of one segment at a time, segments in order, from a second pass that advances with them. The
+    speaker is chosen per segment (the face whose mouth follows that segment's audio), and the landmarks
+    are smoothed within it, so a segment's crops are what `crop_mouths_with_transforms` would give for
+    that part of the video alone."""
+
+    def __init__(self, frames: Callable[[], Iterable[np.ndarray]], audio: np.ndarray | None = None,
+                 causal: bool = False, detector: FaceMeshDetector | None = None,
+                 progress: Callable[[str, int], None] | None = None) -> None:
+        own = detector is None
+        counted = _Counted(frames())
+        with quiet_native_logs():
+            detector = detector or FaceMeshDetector()
+            try:
+                self.tracks = track_faces(counted, detector, progress)
+            finally:
+                if own:
+                    detector.close()
+        self.n_frames, self.audio, self.causal = counted.n, audio, causal
+        self._frames, self._next = frames, 0
+        self._pass: Iterator[np.ndarray] | None = None
+
+    def speaker(self, start: int, end: int) -> FaceTrack | None:
+        """The speaker's track over frames [start, end), or None where no face qualifies there."""
         from .features import SAMPLES_PER_VIDEO_FRAME
 
-        n = min(n_frames, len(audio) // SAMPLES_PER_VIDEO_FRAME)
-        energy = np.sqrt((np.asarray(audio[: n * SAMPLES_PER_VIDEO_FRAME], np.float64).reshape(n, -1) ** 2).mean(1))
-    track = choose_speaker(tracks, energy)
-    if track is None:
-        return np.zeros((0, ROI_SIZE, ROI_SIZE, 3), np.uint8), 0, []
-    points = smooth(interpolate(track.points, track.found), causal)
-    transforms = [crop_transform(p) for p in points]
-    crops = np.zeros((len(transforms), ROI_SIZE, ROI_SIZE, 3), np.uint8)
-    for t, frame in zip(range(len(transforms)), frames()):
-        crops[t] = cv2.warpAffine(np.ascontiguousarray(frame), transforms[t], (ROI_SIZE, ROI_SIZE),
-                                  flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return crops, int(track.found.sum()), transforms
+        audio = None if self.audio is None else self.audio[start * SAMPLES_PER_VIDEO_FRAME: end * SAMPLES_PER_VIDEO_FRAME]
+        part = [FaceTrack(t.points[start:end], t.opening[start:end], t.size[start:end]) for t in self.tracks]
+        return choose_speaker(part, _energy(audio, end - start))
+
+    def crop(self, start: int, end: int) -> tuple[np.ndarray, int, list[np.ndarray]]:
+        """96 x 96 RGB crops of frames [start, end) (empty when no face qualifies), the frames where the
+        chosen face was found, and each frame's image-to-crop transform. Segments come in order."""
+        import cv2
+
+        if start < self._next or self._pass is None:
+            self._pass, self._next = iter(self._frames()), 0
+        for _ in itertools.islice(self._pass, start - self._next):
+            pass
+        self._next = end
+        track = self.speaker(start, end)
+        frames = itertools.islice(self._pass, end - start)
+        if track is None:
+            for _ in frames:  # keep the second pass in step with the segments
+                pass
+            return np.zeros((0, ROI_SIZE, ROI_SIZE, 3), np.uint8), 0, []
+        transforms = [crop_transform(p) for p in smooth(interpolate(track.points, track.found), self.causal)]
+        crops = np.zeros((len(transforms), ROI_SIZE, ROI_SIZE, 3), np.uint8)
+        for t, frame in zip(range(len(transforms)), frames):
+            crops[t] = cv2.warpAffine(np.ascontiguousarray(frame), transforms[t], (ROI_SIZE, ROI_SIZE),
+                                      flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return crops, int(track.found.sum()), transforms
+
+
+class _Counted:
+    """An iterable that counts what it yields (the landmark pass learns the video's length from it)."""
+
+    def __init__(self, items: Iterable[np.ndarray]) -> None:
+        self.items, self.n = items, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for item in self.items:
+            self.n += 1
+            yield item
 
 
 def draw_crop_box(frame: np.ndarray, transform: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from .prompt import TASK_MODALITIES, pick_task
 from .recognizer import elapsed_ms
 
 MAX_SEGMENT_SECONDS = 24.0
+FACE_SHARE = 0.5  # a segment's frames that must show the speaker's face for it to be read with the lips
 
 
 class Recognises(Protocol):
@@ -55,24 +56,46 @@ class FileTranscript:
 
 def mouth_frames(path: Path, roi: bool, audio: np.ndarray | None, start: float,
                  progress: Callable[[str, int], None] | None = None) -> tuple[np.ndarray | None, int]:
-    """Normalised 88x88 mouth frames at 25 fps and how many frames had the speaker's face. With `roi`
-    the video already is the mouth ROI (the reference datasets' 96x96 form); otherwise the face whose
-    mouth follows `audio` is cropped."""
-    if roi:
-        rois = [lips.resize_rois(f[None])[0] for f in media.iter_video(path, start=start)]
-        return (lips.normalize_rois(np.stack(rois)), len(rois)) if rois else (None, 0)
-    from .lip_cropper import crop_mouths_with_transforms
+    """Normalised 88x88 mouth frames of a whole (short) video at 25 fps and how many frames had the
+    speaker's face. With `roi` the video already is the mouth ROI (the reference datasets' 96x96 form);
+    otherwise the face whose mouth follows `audio` is cropped."""
+    mouths = _Mouths(path, roi, audio, start, progress)
+    return mouths.frames(0, mouths.n_frames) if mouths.found else (None, 0)
 
-    # two decoding passes (landmarks, then warp): full-resolution frames are never all held in memory
-    rois, found, _ = crop_mouths_with_transforms(lambda: media.iter_video(path, start=start), audio,
-                                                 progress=progress)
-    return (lips.normalize_rois(rois) if found else None), found
+
+class _Mouths:
+    """A file's mouth frames, segment by segment (so a long video's crops are never all in memory): a
+    mouth-ROI video (`roi`) read whole as gray 96 x 96 bytes, anything else through `SegmentCropper`."""
+
+    def __init__(self, path: Path, roi: bool, audio: np.ndarray | None, start: float,
+                 progress: Callable[[str, int], None] | None) -> None:
+        self.rois, self.cropper = None, None
+        if roi:
+            rois = [lips.resize_rois(f[None])[0] for f in media.iter_video(path, start=start)]
+            self.rois = np.stack(rois) if rois else np.zeros((0, lips.ROI_SIZE, lips.ROI_SIZE), np.uint8)
+            self.n_frames = self.found = len(rois)
+            return
+        from .lip_cropper import SegmentCropper
+
+        self.cropper = SegmentCropper(lambda: media.iter_video(path, start=start), audio, progress=progress)
+        self.n_frames = self.cropper.n_frames
+        whole = self.cropper.speaker(0, self.n_frames)
+        self.found = int(whole.found.sum()) if whole is not None else 0
+
+    def frames(self, start: int, end: int) -> tuple[np.ndarray | None, int]:
+        """Normalised 88 x 88 frames [start, end) (None without a face) and the frames with the face."""
+        if self.rois is not None:
+            return lips.normalize_rois(self.rois[start:end]), end - start
+        rois, found, _ = self.cropper.crop(start, end)
+        return (lips.normalize_rois(rois) if found else None), found
 
 
 def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None, roi: bool = False,
                      options: DecodingOptions | None = None,
                      progress: Progress | None = None) -> FileTranscript:
-    """Recognise one media file; `task` None picks AVSR / ASR / VSR from what the file and model allow."""
+    """Recognise one media file; `task` None picks AVSR / ASR / VSR from what the file and model allow.
+    Long files go segment by segment (at most 24 s, cut at pauses); in AVSR a segment where the speaker's
+    face is missing for most of its frames, or that lies after the video's end, is read from the audio."""
     path = Path(path)
     options = options or DecodingOptions()
     timings: dict[str, float] = {}
@@ -81,7 +104,7 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
     info = media.probe(path)
     wants_video = any("video" in TASK_MODALITIES[t] for t in rec.tasks) and task != "asr"
     wants_audio = any("audio" in TASK_MODALITIES[t] for t in rec.tasks) and task != "vsr"
-    audio = frames = None
+    audio = mouths = None
     t0 = time.perf_counter()
     if info.has_audio and wants_audio:
         audio = media.read_audio(path, info.start)
@@ -92,22 +115,23 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
     if info.has_video and wants_video:
         t0 = time.perf_counter()
         expected = int(round(info.duration * VIDEO_FPS))
-        frames, found = mouth_frames(path, roi, audio, info.start,
-                                     (lambda stage, done: progress(stage, done, expected)) if progress else None)
+        mouths = _Mouths(path, roi, audio, info.start,
+                         (lambda stage, done: progress(stage, done, expected)) if progress else None)
         timings["lip_crop"] = elapsed_ms(t0)
-        if frames is None:
+        found = mouths.found
+        if not found:
             warnings.append("no face found in the video")
     decoded = max(len(audio) / SAMPLE_RATE if audio is not None else 0.0,
-                  len(frames) / VIDEO_FPS if frames is not None else 0.0)
+                  mouths.n_frames / VIDEO_FPS if mouths is not None else 0.0)
     if decoded and info.duration - decoded > max(0.5, 0.1 * info.duration):
         warnings.append(f"decoding ended at {decoded:.1f} s of the {info.duration:.1f} s the file states: "
                         "is it truncated?")
     try:
-        task = pick_task(rec.tasks, audio is not None, frames is not None, task)
+        task = pick_task(rec.tasks, audio is not None, bool(found), task)
     except UnsuitableInputError as exc:
         raise UnsuitableInputError(f"{path}: {exc}") from None
     need = TASK_MODALITIES[task]
-    n_frames = len(frames) if frames is not None else 0
+    n_frames = mouths.n_frames if "video" in need else 0
     duration = n_frames / VIDEO_FPS if "video" in need else len(audio) / SAMPLE_RATE
     tail = None  # audio after the video's end: transcribed from audio alone, never dropped
     if "audio" in need and "video" in need:
@@ -119,25 +143,40 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
                 warnings.append(f"the video ends before the audio: {span} transcribed from the audio alone")
             else:
                 warnings.append(f"the video ends before the audio: {span} not transcribed (the model has no ASR)")
+        del full
     if "audio" in need and segments.is_silent(audio) and "video" not in need:
         warnings.append("no speech found (silence)")
         return FileTranscript(str(path), "", task, duration, [], timings, _rtf(started, duration), found, warnings)
-    spans = _spans(audio if "audio" in need else None, n_frames)
-    jobs = [(a, b, task, 0) for a, b in spans]
+    jobs = [(a, b, task, 0) for a, b in _spans(audio if "audio" in need else None, n_frames)]
     if tail is not None:
         jobs += [(a, b, "asr", len(audio)) for a, b in _spans(tail, 0)]
     results: list[Segment] = []
+    faceless: list[str] = []
     for i, (a, b, seg_task, offset) in enumerate(jobs):
-        seg_need = TASK_MODALITIES[seg_task]
-        seg_audio = (audio if not offset else tail)[a:b] if "audio" in seg_need else None
-        seg_frames = frames[a // SAMPLES_PER_VIDEO_FRAME: b // SAMPLES_PER_VIDEO_FRAME] if "video" in seg_need else None
-        out = rec.transcribe(seg_audio, seg_frames, seg_task, options)
-        for stage, ms in getattr(out, "timings", {}).items():
-            timings[stage] = round(timings.get(stage, 0.0) + ms, 3)
-        results.append(Segment(round((offset + a) / SAMPLE_RATE, 3), round((offset + b) / SAMPLE_RATE, 3), out.text,
+        seg_frames = None
+        if "video" in TASK_MODALITIES[seg_task]:
+            t0 = time.perf_counter()
+            f0, f1 = a // SAMPLES_PER_VIDEO_FRAME, b // SAMPLES_PER_VIDEO_FRAME
+            seg_frames, seg_found = mouths.frames(f0, f1)
+            timings["lip_crop"] = round(timings["lip_crop"] + elapsed_ms(t0), 3)
+            if seg_found < FACE_SHARE * (f1 - f0):
+                faceless.append(f"{a / SAMPLE_RATE:.1f}-{b / SAMPLE_RATE:.1f} s")
+                seg_task = "asr" if "audio" in need and "asr" in rec.tasks else seg_task
+        seg_audio = (audio if not offset else tail)[a:b] if "audio" in TASK_MODALITIES[seg_task] else None
+        text = ""
+        if "video" not in TASK_MODALITIES[seg_task] or seg_frames is not None:
+            out = rec.transcribe(seg_audio, seg_frames if "video" in TASK_MODALITIES[seg_task] else None,
+                                 seg_task, options)
+            text = out.text
+            for stage, ms in getattr(out, "timings", {}).items():
+                timings[stage] = round(timings.get(stage, 0.0) + ms, 3)
+        results.append(Segment(round((offset + a) / SAMPLE_RATE, 3), round((offset + b) / SAMPLE_RATE, 3), text,
                                None if seg_task == task else seg_task))
         if progress:
             progress("segments", i + 1, len(jobs))
+    if faceless:
+        read = "read from the audio alone" if "audio" in need and "asr" in rec.tasks else "not transcribed"
+        warnings.append(f"the speaker's face is missing for most of {', '.join(faceless)}: {read}")
     text = " ".join(s.text for s in results if s.text).strip()
     return FileTranscript(str(path), text, task, round(duration, 3), results, timings, _rtf(started, duration),
                           found, warnings)

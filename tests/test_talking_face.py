@@ -84,3 +84,34 @@ def test_the_face_whose_mouth_follows_the_audio_is_chosen(spoken):
         centre_x = np.mean([cv2.invertAffineTransform(m)[0] @ [48, 48, 1] for m in transforms])
         assert found == len(pairs)
         assert (centre_x < 256) == talker_left, centre_x
+
+
+def test_the_speaker_is_chosen_segment_by_segment(spoken):
+    """Two faces; the left one talks in the first segment, the right one in the second: a long video's
+    cropper follows whoever speaks in each segment, segments in order, one second pass over the frames."""
+    import cv2
+
+    from smop_edge.runtime.lip_cropper import SegmentCropper
+
+    photo, _, track, frames = spoken
+    small = [cv2.resize(f, (256, 256)) for f in frames]
+    still = cv2.resize(photo, (256, 256))
+    n = len(small)
+    video = ([np.concatenate([f, still], axis=1) for f in small] +
+             [np.concatenate([still, f], axis=1) for f in small])
+    envelope = np.repeat(np.concatenate([track[:, 0], track[:, 0]]), 640)
+    audio = (envelope * np.random.default_rng(0).standard_normal(len(envelope))).astype(np.float32)
+    passes = []
+
+    def frames_again():
+        passes.append(1)
+        return iter(video)
+
+    cropper = SegmentCropper(frames_again, audio)
+    assert cropper.n_frames == 2 * n
+    sides = []
+    for start, end in ((0, n), (n, 2 * n)):
+        crops, found, transforms = cropper.crop(start, end)
+        assert len(crops) == found == n
+        sides.append(np.mean([cv2.invertAffineTransform(m)[0] @ [48, 48, 1] for m in transforms]) < 256)
+    assert sides == [True, False] and len(passes) == 2  # landmarks, then one warp pass for both segments

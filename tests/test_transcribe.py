@@ -185,3 +185,19 @@ def test_progress_bar_on_a_terminal_only(monkeypatch, clips, dedr_bundle):
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert progress_bar(True) is None  # not a terminal
     assert progress_bar(False) is None
+
+
+def test_segments_without_the_face_are_read_from_the_audio(capsys, tmp_path, dedr_bundle):
+    """A 36 s AVSR video whose speaker leaves the picture after 12 s: the segments without the face fall
+    back to ASR (marked, with a warning) instead of reading lips interpolated from where the face was."""
+    face, _ = astronaut_clip(300, size=256)
+    noise = list(np.random.default_rng(0).integers(0, 255, (600, 256, 256, 3), dtype=np.uint8))
+    path = write_video(tmp_path / "leaves.mp4", face + noise, 25, tone_bursts(36.0))
+    code, out, _ = run(capsys, "transcribe", path, "--bundle", dedr_bundle, "--json", "--max-new-tokens", "2")
+    result = json.loads(out)
+    assert code == 0 and result["task"] == "avsr" and len(result["segments"]) >= 2
+    first, *rest = result["segments"]
+    assert first["task"] is None and first["end"] > 11.0  # with the face: the file's task
+    assert all(s["task"] == "asr" for s in rest if s["start"] >= 12.0)
+    assert any("the speaker's face is missing for most of" in w and "read from the audio alone" in w
+               for w in result["warnings"])
