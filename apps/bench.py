@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from smop_edge.runtime import features, media
-from smop_edge.runtime.bundle import Bundle, load_bundle
+from smop_edge.runtime.bundle import Bundle, load_bundle, sha256_file
 from smop_edge.runtime.errors import BundleError, UsageError
 from smop_edge.runtime.scoring import corpus_wer
 
@@ -117,17 +117,18 @@ class Source:
 
     @property
     def folder(self) -> str:
-        """A name for this model's exports in the work folder: config, checkpoint size and time, and the
-        exporter's source (a changed exporter makes new exports instead of reusing stale ones)."""
+        """A name for this model's exports in the work folder: config, the checkpoint's content, and the
+        source of the code an export runs (export, models, runtime): a changed checkpoint or exporter makes
+        new exports instead of reusing stale ones."""
         import hashlib
 
         import smop_edge.export as export
 
-        stat = self.checkpoint.stat()
         code = hashlib.sha256()
-        for path in sorted(Path(export.__file__).parent.glob("*.py")):
-            code.update(path.read_bytes())
-        return f"{self.config['name']}-{stat.st_size}-{int(stat.st_mtime)}-{code.hexdigest()[:8]}"
+        root = Path(export.__file__).parent.parent
+        for path in sorted(p for part in ("export", "models", "runtime") for p in (root / part).rglob("*.py")):
+            code.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
+        return f"{self.config['name']}-{sha256_file(self.checkpoint)[:12]}-{code.hexdigest()[:8]}"
 
 
 def bundle_source(opts: BenchOptions) -> Source:
@@ -174,13 +175,25 @@ def zoo_source(opts: BenchOptions, log: Log) -> Source:
     return Source(config.to_dict(), checkpoint, tokenizer, opts.audio_mode or "faithful", None, True)
 
 
-def _export_variant(checkpoint: str | None, config: dict | None, tokenizer: str, out: str, options: dict) -> None:
-    """Runs in a fresh process: a checkpoint (or a random-weight model of `config`) -> bundle."""
+def _export_variant(checkpoint: str | None, config: dict | None, tokenizer: str, out: str, options: dict,
+                    base: str | None = None) -> None:
+    """Runs in a fresh process: a checkpoint -> bundle; or a model of `config` whose encoders and LLM are
+    those of checkpoint `base` (in its dtype) and whose projector is random: the variants differ in the
+    projector alone, and their encoder and decoder graphs are truly the base's, so they may be linked."""
     from smop_edge.export.bundle import ExportOptions, export_bundle
     from smop_edge.export.source import load_source
+    from smop_edge.export.stages import STAGE_MODULES
+    from smop_edge.models.checkpoint import load_model
     from smop_edge.runtime.config import ModelConfig
 
     model, tok, source = load_source(checkpoint or ModelConfig.from_dict(config), tokenizer, seed=0)
+    if base and not checkpoint:
+        donor, _ = load_model(base, dtype=None)
+        model.to(next(donor.parameters()).dtype)
+        for name in (n for stage in ("audio_encoder", "video_encoder", "decoder") for n in STAGE_MODULES[stage]):
+            if getattr(model, name, None) is not None:
+                getattr(model, name).load_state_dict(getattr(donor, name).state_dict())
+        source = {**source, "encoders_and_llm_from": Path(base).name}
     export_bundle(model, tok, Path(out), ExportOptions(force=True, **options), source, log=lambda msg: None)
 
 
@@ -235,7 +248,7 @@ def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log
         try:
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
                 pool.submit(_export_variant, str(ckpt) if ckpt else None, config, str(src.tokenizer), str(folder),
-                            options).result()
+                            options, str(src.checkpoint)).result()
         except Exception as exc:  # one failed variant (e.g. out of memory) must not end an hour-long run
             errors[key] = f"export failed: {type(exc).__name__}: {exc}"
             log(f"{key}: {errors[key]}; its configurations are skipped")
@@ -275,7 +288,8 @@ def build_inputs(opts: BenchOptions, samples: list[dict], labelled: bool) -> lis
     something (`labelled`), the samples themselves."""
     import hashlib
 
-    tag = hashlib.sha256(f"{opts.samples.resolve()}:{opts.samples.stat().st_mtime}".encode()).hexdigest()[:10]
+    tag = hashlib.sha256(opts.samples.read_bytes() + b"".join(  # the manifest and its clips' contents
+        sha256_file(opts.samples.parent / row["path"]).encode() for row in samples)).hexdigest()[:10]
     folder = opts.work / "inputs" / tag
     first = opts.samples.parent / samples[0]["path"]
     inputs = [Input(f"{s:g}s", _looped_clip(first, s, folder / f"clip-{s:g}s.mp4"), folder / f"clip-{s:g}s.npz", s)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import onnx
+import torch
 
 from smop_edge.models.llama_smop import LlamaSMoP
 from smop_edge.runtime.bundle import Bundle, load_bundle
@@ -59,6 +60,23 @@ def in_float32(model: LlamaSMoP, stage: str):
         release_memory()
 
 
+def weights_digest(model: LlamaSMoP, stage: str) -> str:
+    """sha256 of the tensors (names, dtypes, bytes) that `stage`'s graph is built from: two exports link a
+    stage's graph only when this is equal (equal configs alone would link another checkpoint's weights)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for module in STAGE_MODULES[stage]:
+        part = getattr(model, module, None)
+        if part is None:
+            continue
+        for name, tensor in sorted(part.state_dict().items()):
+            t = tensor.detach().contiguous().reshape(-1)
+            digest.update(f"{module}.{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def _plan(model: LlamaSMoP, options) -> list[tuple[str, int | None, Build, str]]:
     """(stage, bucket size or None, builder, quantization) for every graph file of the bundle."""
     cfg = model.cfg
@@ -96,7 +114,8 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
         for i, (name, bucket, build, quant) in enumerate(plan, 1):
             t0 = time.perf_counter()
             what = f"{name}" + (f" (bucket {bucket})" if bucket else "")
-            shared = None if options.static or name == "projector" else _reusable(cfg, name, quant, options)
+            weights = None if name == "projector" else weights_digest(model, name)
+            shared = None if options.static or weights is None else _reusable(cfg, name, quant, weights, options)
             if shared:
                 stages[name] = link_stage(shared, name, out)
                 log(f"[{i}/{len(plan)}] {what}: linked from {shared.path}")
@@ -117,21 +136,23 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
             else:
                 file = _to_openvino(onnx_path, out / f"{stem}.xml", bits)
             if bucket:
-                stages.setdefault(name, Stage(quant, buckets=[])).buckets.append(BucketGraph(file, *spec, size=bucket))
+                stages.setdefault(name, Stage(quant, buckets=[], weights_sha256=weights)).buckets.append(
+                    BucketGraph(file, *spec, size=bucket))
             elif name == "projector":
                 stages[name] = Stage({"experts": quant, "router": "fp32", "layer_norm": "fp32"}, file, *spec,
                                      input_widths={m: cfg.projector_input_dim(m) for m in ("audio", "video")
                                                    if getattr(cfg, f"has_{m}")})
             else:
-                stages[name] = Stage(quant, file, *spec)
+                stages[name] = Stage(quant, file, *spec, weights_sha256=weights)
             release_memory()
             log(f"[{i}/{len(plan)}] {what}: done in {time.perf_counter() - t0:.1f} s")
     return stages
 
 
-def _reusable(cfg, stage: str, quant: str, options) -> Bundle | None:
+def _reusable(cfg, stage: str, quant: str, weights: str, options) -> Bundle | None:
     """A bundle in `options.reuse` whose `stage` graph is the one this export would build: same model
-    apart from the projector, same format and quantization, same audio mode for the audio encoder."""
+    apart from the projector, same weights for the stage, same format and quantization, same audio mode
+    for the audio encoder."""
     def body(config: dict) -> dict:
         return {k: v for k, v in config.items() if k not in ("name", "projector")}
 
@@ -142,7 +163,7 @@ def _reusable(cfg, stage: str, quant: str, options) -> Bundle | None:
             continue
         m = bundle.manifest
         if (stage in bundle.stages and not m.static and m.format == options.format
-                and bundle.stages[stage].quantization == quant
+                and bundle.stages[stage].quantization == quant and bundle.stages[stage].weights_sha256 == weights
                 and body(bundle.config.to_dict()) == body(cfg.to_dict())
                 and (stage != "audio_encoder" or m.audio_mode == options.audio_mode)):
             return bundle

@@ -57,6 +57,7 @@ class Stage:
     outputs: list[TensorSpec] = field(default_factory=list)
     buckets: list[BucketGraph] | None = None
     input_widths: dict[str, int] | None = None  # projector: token width per modality
+    weights_sha256: str | None = None  # of the tensors the graph was built from (export.stages.weights_digest)
 
     def graph(self, bucket: int | None = None) -> Graph:
         """The stage's graph, or its graph for length bucket `bucket`."""

@@ -296,3 +296,22 @@ def test_force_replaces_only_a_bundle(tmp_path, make_checkpoint, base_tokenizer,
     monkeypatch.chdir(work)
     assert main(base + ["--out", "."]) == 2  # the current directory, even one holding a manifest
     assert (work / "notes.txt").exists()
+
+
+def test_graphs_are_linked_only_from_an_export_of_the_same_weights(tmp_path, make_checkpoint, base_tokenizer):
+    """The bench links a stage's graph from an earlier export when it would be the same graph: equal
+    configs are not enough (another checkpoint's encoders would be linked), equal weights are."""
+    tok = None
+    logs: dict[str, list[str]] = {}
+    for name, seed, reuse in (("first", 0, ()), ("same", 0, ("first",)), ("other", 1, ("first",))):
+        path, _ = make_checkpoint("tiny-asr", seed=seed)
+        model, _ = load_model(path)
+        tok = tok or load_tokenizer(base_tokenizer, expected_size=model.cfg.llm.vocab)
+        logs[name] = []
+        export_bundle(model, tok, tmp_path / name, ExportOptions(parity=False, reuse=tuple(str(tmp_path / r)
+                                                                                          for r in reuse)),
+                      {"checkpoint": path.name}, log=logs[name].append)
+    assert any("audio_encoder: linked from" in line for line in logs["same"])
+    assert not any("linked from" in line for line in logs["other"]), logs["other"]
+    first = load_bundle(tmp_path / "first").stages
+    assert first["audio_encoder"].weights_sha256 != load_bundle(tmp_path / "other").stages["audio_encoder"].weights_sha256
