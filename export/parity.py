@@ -45,7 +45,7 @@ def judge(figures: dict[str, Any], experts: str, llm: str, encoders: str) -> lis
         fig = figures.get(stage)
         if mode == "fp32" and fig and "reference_max_abs" in fig:
             limit = FP32_RELATIVE_ERROR * max(fig["reference_max_abs"], 1.0)
-            if fig["max_abs_error"] > limit:
+            if not fig["max_abs_error"] <= limit:  # NaN fails too
                 failures.append(f"{stage}: max abs error {fig['max_abs_error']:.3g} > {limit:.3g} (fp32 weights)")
     if encoders == "fp32" and figures["projector"].get("routing_identical") is False:
         failures.append("projector: top-k routing differs from torch outside the near-tie margin")

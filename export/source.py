@@ -10,10 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 from smop_edge.models.checkpoint import load_model, random_init
 from smop_edge.runtime.config import ModelConfig
+from smop_edge.runtime.errors import CheckpointError
 from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
 
 if TYPE_CHECKING:
     from smop_edge.models.llama_smop import LlamaSMoP
+
+
+def non_finite(model: "LlamaSMoP") -> list[str]:
+    """Names of the model's floating-point tensors that hold NaN or infinite values."""
+    import torch
+
+    return [name for name, t in model.state_dict().items()
+            if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
 
 
 def load_source(checkpoint: str | Path | ModelConfig, tokenizer: str | Path,
@@ -29,6 +38,10 @@ def load_source(checkpoint: str | Path | ModelConfig, tokenizer: str | Path,
         config.llm.vocab = tok.vocab_size
         return random_init(config, seed), tok, {"zoo": config.name, "random_init": True, "seed": seed}
     model, loaded = load_model(checkpoint, overrides, dtype=None)  # stays memory-mapped
+    bad = non_finite(model)
+    if bad:
+        raise CheckpointError(f"{checkpoint}: {len(bad)} tensor(s) hold NaN or infinite values "
+                              f"(e.g. {', '.join(bad[:3])}): nothing sensible can be exported from it")
     tok = load_tokenizer(tokenizer, expected_size=model.cfg.llm.vocab)
     return model, tok, {"checkpoint": Path(checkpoint).name, "size_bytes": loaded.file.size_bytes,
                         "zoo_match": loaded.inferred.zoo_match}

@@ -139,6 +139,8 @@ def synth_corpus(out: str | Path, n: int, seed: int = 0, split: str = "train", w
     return the manifest path."""
     if split not in SPLITS:
         raise UsageError(f"split must be one of {', '.join(SPLITS)}")
+    if n < 1:
+        raise UsageError(f"--n must be at least 1 (utterances to make), got {n}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / MANIFEST

@@ -156,6 +156,16 @@ class ModelConfig:
 
         if not self.has_audio and not self.has_video:
             bad("a model needs an audio or a video encoder")
+        if not self.tasks:
+            bad("a model needs at least one task")
+        for path, value in flatten(self.to_dict()).items():  # sizes and counts >= 1; factors finite, >= 0
+            least = 0 if path.endswith("lora_bottleneck") else 1
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    continue
+                if (isinstance(v, int) and v < least) or (isinstance(v, float) and not 0 <= v < float("inf")):
+                    bad(f"{path} must be {'at least %d' % least if isinstance(v, int) else 'finite and >= 0'}, "
+                        f"got {value}")
         for task in self.tasks:
             if task not in TASKS:
                 bad(f"unknown task {task!r} (choose from {', '.join(TASKS)})")

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import features, lips
 from .config import ModelConfig
-from .errors import BundleError
+from .errors import BundleError, UsageError
 from .typed import FieldError, from_data
 
 MANIFEST = "manifest.json"
@@ -195,11 +195,26 @@ class Manifest:
         lies inside the bundle directory; the preprocessing constants are this toolkit's."""
         if self.format not in FORMATS:
             raise BundleError(f"{where}: unknown format {self.format!r}")
+        try:
+            self.model.validate()
+        except UsageError as exc:
+            raise BundleError(f"{where}: {exc}") from None
         if self.audio_mode not in AUDIO_MODES:
             raise BundleError(f"{where}: unknown audio mode {self.audio_mode!r}")
         unknown = sorted(set(self.stages) - set(STAGES))
         if unknown:
             raise BundleError(f"{where}: unknown stage(s) {', '.join(unknown)}")
+        needed = ["projector", "decoder"] + [f"{m}_encoder" for m in ("audio", "video")
+                                             if getattr(self.model, f"has_{m}")]
+        missing = [s for s in needed if s not in self.stages]
+        if missing:
+            raise BundleError(f"{where}: the model needs stage(s) {', '.join(missing)}, which the manifest lacks")
+        widths = {m: self.model.projector_input_dim(m) for m in ("audio", "video") if getattr(self.model, f"has_{m}")}
+        if self.stages["projector"].input_widths != widths:
+            raise BundleError(f"{where}: the projector's input widths {self.stages['projector'].input_widths} "
+                              f"are not the model's {widths}")
+        if self.self_test.task not in self.model.tasks:
+            raise BundleError(f"{where}: the self-test's task {self.self_test.task!r} is not one of the model's")
         named = [f for s in self.stages.values() for f in s.files()]
         named += [self.tokenizer.file, self.embeddings.file, self.self_test.file]
         unlisted = sorted(set(named) - set(self.files))

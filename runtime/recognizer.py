@@ -20,7 +20,7 @@ from . import features
 from .bundle import Bundle, load_bundle
 from .compression import compress
 from .decoding import DecodingOptions, decode
-from .errors import UsageError
+from .errors import BundleError, InputError, UsageError
 from .prompt import TASK_MODALITIES, SpecialIds, pick_task, prefix_segments
 from .sessions import GraphSession, open_session
 from .tokenizer import TextTokenizer, load_tokenizer
@@ -140,9 +140,16 @@ class Recognizer:
             raise UsageError(f"bundle {path} holds {fmt} graphs; use --backend openvino")
         open_graph = partial(open_session, backend=backend, device=device, threads=threads, precision=precision,
                              exact=exact)
-        embeddings = np.load(bundle.file(bundle.manifest.embeddings.file), mmap_mode="r")
-        tok = load_tokenizer(bundle.file(bundle.manifest.tokenizer.file), expected_size=bundle.config.llm.vocab)
-        rec = cls(bundle, open_graph, tok, embeddings)
+        try:  # within a bundle whose digests check out, a file or field that does not fit is the bundle's fault
+            embeddings = np.load(bundle.file(bundle.manifest.embeddings.file), mmap_mode="r")
+            want = [bundle.config.llm.vocab, bundle.config.llm.hidden]
+            if list(embeddings.shape) != want or bundle.manifest.embeddings.shape != want:
+                raise BundleError(f"{path}: the token embeddings are {list(embeddings.shape)} (manifest: "
+                                  f"{bundle.manifest.embeddings.shape}), the model needs {want}")
+            tok = load_tokenizer(bundle.file(bundle.manifest.tokenizer.file), expected_size=bundle.config.llm.vocab)
+            rec = cls(bundle, open_graph, tok, embeddings)
+        except (InputError, ValueError) as exc:
+            raise BundleError(f"{path}: {exc}") from None
         rec.session("projector")  # fail early on a graph the backend cannot load
         return rec
 

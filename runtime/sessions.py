@@ -21,11 +21,27 @@ PRECISIONS = ("f32", "bf16", "f16")
 class GraphSession:
     """A loaded graph: `run(feeds) -> {output name: array}` plus its input/output names."""
 
+    name: str
     input_names: list[str]
     output_names: list[str]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The graph's outputs; a graph that rejects the inputs its manifest describes is a bundle error."""
+        try:
+            return self._run(feeds)
+        except MemoryError:
+            raise
+        except Exception as exc:  # the backends' own errors: shapes or names the manifest got wrong
+            raise BundleError(f"graph {self.name} rejected its inputs ({_first_line(exc)}): the bundle's "
+                              "manifest does not describe its graphs") from None
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 class OrtSession(GraphSession):
@@ -39,11 +55,12 @@ class OrtSession(GraphSession):
         if exact:
             opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
         opts.log_severity_level = 3
+        self.name = path.name
         self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self._sess.get_inputs()]
         self.output_names = [o.name for o in self._sess.get_outputs()]
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self._sess.run(self.output_names, feeds)))
 
 
@@ -56,6 +73,7 @@ class OpenVinoSession(GraphSession):
             config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
         if threads and device == "CPU":
             config["INFERENCE_NUM_THREADS"] = str(threads)
+        self.name = path.name
         core = ov.Core()
         if device.split(".")[0].split(":")[0] not in {d.split(".")[0] for d in core.available_devices}:
             raise UsageError(f"OpenVINO device {device} is not available here "
@@ -65,7 +83,7 @@ class OpenVinoSession(GraphSession):
         self.output_names = [o.get_any_name() for o in self._model.outputs]
         self._request = self._model.create_infer_request()
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self._request.infer(feeds)
         return {o.get_any_name(): np.array(result[o]) for o in self._model.outputs}
 
@@ -90,5 +108,4 @@ def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "
     except UsageError:
         raise
     except Exception as exc:  # the backends' own errors: a graph that passed its checksum yet will not load
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise BundleError(f"cannot load graph {path.name} on {backend}: {first}") from None
+        raise BundleError(f"cannot load graph {path.name} on {backend}: {_first_line(exc)}") from None

@@ -264,3 +264,22 @@ def test_every_inferred_field_has_a_source(make_checkpoint):
     inferred = analyze(make_checkpoint("tiny-dedr")[0]).inferred
     assert set(inferred.sources) == set(flatten(inferred.config.to_dict()))
     assert set(inferred.sources.values()) <= {"shape", "default", "user", "zoo:tiny-dedr"}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s["llm.model.norm.weight"].__setitem__(0, float("nan")), "hold NaN or infinite values"),
+    (lambda s: s.__setitem__("llm.model.norm.weight", torch.zeros(3)), "does not fit"),  # a wrong shape
+])
+def test_export_refuses_damaged_weights_with_exit_3(tmp_path, make_checkpoint, base_tokenizer, damage, message,
+                                                   capsys):
+    from smop_edge.apps.cli import main
+
+    _, model = make_checkpoint("tiny-asr")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    damage(state)
+    path = tmp_path / "damaged.pth"
+    torch.save(state, path)
+    assert main(["export", str(path), "--tokenizer", str(base_tokenizer), "--out", str(tmp_path / "b")]) == 3
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "b").exists()

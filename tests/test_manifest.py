@@ -43,6 +43,11 @@ def test_round_trip_is_exact():
     (lambda d: d["files"].pop("decoder.onnx"), r"not listed with a sha256: decoder.onnx"),
     (lambda d: d["files"].update({"../escape.onnx": "0" * 64}), r"outside the bundle directory: ../escape.onnx"),
     (lambda d: d["preprocessing"].update(pixel_mean=0.5), r"other preprocessing constants"),
+    # found by scripts/fuzz.py: fields that parsed but crashed later
+    (lambda d: d["stages"]["projector"].pop("input_widths"), r"projector's input widths None"),
+    (lambda d: d["model"].update(tasks=[]), r"at least one task"),
+    (lambda d: d["model"]["audio_compression"].update(rate=0), r"audio_compression.rate must be at least 1"),
+    (lambda d: d["stages"].pop("projector"), r"needs stage\(s\) projector"),
 ])
 def test_damaged_manifest_is_a_bundle_error(bundle, change, message, capsys):
     edit_manifest(bundle, change)
@@ -118,3 +123,10 @@ def test_a_graph_that_will_not_load_is_a_bundle_error(bundle, capsys):
     assert "cannot load graph projector.onnx on onnxruntime" in capsys.readouterr().err
     assert main(["transcribe", _sample(), "--backend", "openvino", "--device", "NPU"]) == 2
     assert "OpenVINO device NPU is not available" in capsys.readouterr().err
+
+
+def test_a_manifest_that_misdescribes_its_graphs_is_a_bundle_error(bundle, capsys):
+    edit_manifest(bundle, lambda d: d["model"]["llm"].update(kv_heads=4))  # valid alone; the graph has 2
+    assert main(["transcribe", _sample(), "--bundle", str(bundle), "--quiet"]) == 4
+    err = capsys.readouterr().err
+    assert "rejected its inputs" in err and err.count("\n") == 1
