@@ -206,9 +206,9 @@ class FaceMeshDetector:
 
 
 def track_faces(frames: Iterable[np.ndarray], detector: FaceMeshDetector,
-                progress: Callable[[str, int], None] | None = None) -> list[FaceTrack]:
+                progress: Callable[[str, int], None] | None = None) -> tuple[list[FaceTrack], int]:
     """Landmarks for every frame (consumed once, so a decoder can stream them), linked into tracks by
-    the nearest mouth between frames. Only landmarks are kept."""
+    the nearest mouth between frames, and the number of frames. Only landmarks are kept."""
     tracks: list[dict] = []
     n = 0
     for t, frame in enumerate(frames):
@@ -239,7 +239,7 @@ def track_faces(frames: Iterable[np.ndarray], detector: FaceMeshDetector,
         for t, (pts, op, eyes) in tr["seen"].items():
             points[t], opening[t], size[t] = pts, op, eyes
         result.append(FaceTrack(points, opening, size))
-    return result
+    return result, n
 
 
 def choose_speaker(tracks: list[FaceTrack], audio_energy: np.ndarray | None = None) -> FaceTrack | None:
@@ -282,86 +282,77 @@ def crop_mouths_with_transforms(frames: Callable[[], Iterable[np.ndarray]], audi
     """Two passes over `frames()` (e.g. a video decoder, so full frames are never all in memory):
     landmarks first, then the warp with the smoothed landmarks of the chosen speaker. Returns the
     crops, the frames where the speaker's face was found and each frame's image-to-crop transform."""
-    cropper = SegmentCropper(frames, audio, causal, detector, progress)
-    return cropper.crop(0, cropper.n_frames)
+    with SegmentCropper(frames, video_rms(audio), causal, detector, progress) as cropper:
+        return cropper.crop(0, None)
 
 
-def _energy(audio: np.ndarray | None, n_frames: int) -> np.ndarray | None:
-    """The audio's RMS per video frame (25 fps), as far as both reach."""
+def video_rms(audio: np.ndarray | None) -> np.ndarray | None:
+    """The audio's RMS per 25 fps video frame (what the speaker is chosen by)."""
     from .features import SAMPLES_PER_VIDEO_FRAME
 
-    if audio is None or not len(audio) or not n_frames:
+    if audio is None or len(audio) < SAMPLES_PER_VIDEO_FRAME:
         return None
-    n = min(n_frames, len(audio) // SAMPLES_PER_VIDEO_FRAME)
+    n = len(audio) // SAMPLES_PER_VIDEO_FRAME
     return np.sqrt((np.asarray(audio[: n * SAMPLES_PER_VIDEO_FRAME], np.float64).reshape(n, -1) ** 2).mean(1))
 
 
 class SegmentCropper:
-    """The offline cropper for long videos, in bounded memory: the landmark pass over the whole video at
-    construction (6 points per face and frame are kept, no images), then `crop(start, end)` warps the
-    frames of one segment at a time, segments in order, from a second pass that advances with them. The
-    speaker is chosen per segment (the face whose mouth follows that segment's audio), and the landmarks
-    are smoothed within it, so a segment's crops are what `crop_mouths_with_transforms` would give for
-    that part of the video alone."""
+    """The offline cropper in memory that does not grow with the video: `crop(start, end)` takes the
+    frames of one segment at a time, segments in order, from two passes over `frames()` that advance with
+    them (landmarks of the segment's frames, then the warp; only 6 points per face and frame and the
+    segment's crops are held). The speaker is chosen per segment (the face whose mouth follows the audio
+    level `video_rms` there: people take turns) and its landmarks are smoothed within the segment."""
 
-    def __init__(self, frames: Callable[[], Iterable[np.ndarray]], audio: np.ndarray | None = None,
+    def __init__(self, frames: Callable[[], Iterable[np.ndarray]], video_rms: np.ndarray | None = None,
                  causal: bool = False, detector: FaceMeshDetector | None = None,
                  progress: Callable[[str, int], None] | None = None) -> None:
-        own = detector is None
-        counted = _Counted(frames())
+        self._own = detector is None
         with quiet_native_logs():
-            detector = detector or FaceMeshDetector()
-            try:
-                self.tracks = track_faces(counted, detector, progress)
-            finally:
-                if own:
-                    detector.close()
-        self.n_frames, self.audio, self.causal = counted.n, audio, causal
-        self._frames, self._next = frames, 0
-        self._pass: Iterator[np.ndarray] | None = None
+            self._detector = detector or FaceMeshDetector()
+        self._marks, self._warp = iter(frames()), iter(frames())
+        self.video_rms, self.causal, self.progress = video_rms, causal, progress
+        self.position = 0  # frames consumed by both passes
+        self.exhausted = False  # the video has ended
 
-    def speaker(self, start: int, end: int) -> FaceTrack | None:
-        """The speaker's track over frames [start, end), or None where no face qualifies there."""
-        from .features import SAMPLES_PER_VIDEO_FRAME
-
-        audio = None if self.audio is None else self.audio[start * SAMPLES_PER_VIDEO_FRAME: end * SAMPLES_PER_VIDEO_FRAME]
-        part = [FaceTrack(t.points[start:end], t.opening[start:end], t.size[start:end]) for t in self.tracks]
-        return choose_speaker(part, _energy(audio, end - start))
-
-    def crop(self, start: int, end: int) -> tuple[np.ndarray, int, list[np.ndarray]]:
-        """96 x 96 RGB crops of frames [start, end) (empty when no face qualifies), the frames where the
-        chosen face was found, and each frame's image-to-crop transform. Segments come in order."""
+    def crop(self, start: int, end: int | None) -> tuple[np.ndarray, int, list[np.ndarray]]:
+        """96 x 96 RGB crops of frames [start, end) (to the video's end with None; fewer where it ends
+        sooner; empty when no face qualifies), the frames where the chosen face was found, and each
+        frame's image-to-crop transform. `start` is at or after the previous segment's end."""
         import cv2
 
-        if start < self._next or self._pass is None:
-            self._pass, self._next = iter(self._frames()), 0
-        for _ in itertools.islice(self._pass, start - self._next):
+        if start < self.position:
+            raise ValueError("segments must come in order")
+        for _ in zip(range(start - self.position), self._marks, self._warp):  # frames between segments
             pass
-        self._next = end
-        track = self.speaker(start, end)
-        frames = itertools.islice(self._pass, end - start)
+        want = None if end is None else end - start
+        report = (lambda stage, n: self.progress(stage, start + n)) if self.progress else None
+        with quiet_native_logs():
+            tracks, n = track_faces(itertools.islice(self._marks, want), self._detector, report)
+        self.position = start + n
+        self.exhausted = want is None or n < want
+        energy = None if self.video_rms is None else self.video_rms[start: start + n]
+        track = choose_speaker(tracks, energy if energy is not None and len(energy) else None)
+        frames = itertools.islice(self._warp, n)
         if track is None:
-            for _ in frames:  # keep the second pass in step with the segments
+            for _ in frames:  # the warp pass keeps in step
                 pass
             return np.zeros((0, ROI_SIZE, ROI_SIZE, 3), np.uint8), 0, []
         transforms = [crop_transform(p) for p in smooth(interpolate(track.points, track.found), self.causal)]
-        crops = np.zeros((len(transforms), ROI_SIZE, ROI_SIZE, 3), np.uint8)
-        for t, frame in zip(range(len(transforms)), frames):
+        crops = np.zeros((n, ROI_SIZE, ROI_SIZE, 3), np.uint8)
+        for t, frame in zip(range(n), frames):
             crops[t] = cv2.warpAffine(np.ascontiguousarray(frame), transforms[t], (ROI_SIZE, ROI_SIZE),
                                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return crops, int(track.found.sum()), transforms
 
+    def close(self) -> None:
+        if self._own:
+            self._detector.close()
 
-class _Counted:
-    """An iterable that counts what it yields (the landmark pass learns the video's length from it)."""
+    def __enter__(self) -> "SegmentCropper":
+        return self
 
-    def __init__(self, items: Iterable[np.ndarray]) -> None:
-        self.items, self.n = items, 0
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for item in self.items:
-            self.n += 1
-            yield item
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def draw_crop_box(frame: np.ndarray, transform: np.ndarray) -> np.ndarray:

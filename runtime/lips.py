@@ -23,8 +23,11 @@ def normalize_rois(rois: np.ndarray) -> np.ndarray:
     if gray.shape[1:] != (ROI_SIZE, ROI_SIZE):
         raise ValueError(f"mouth ROIs must be {ROI_SIZE}x{ROI_SIZE}, got {gray.shape[1]}x{gray.shape[2]}")
     off = (ROI_SIZE - CROP_SIZE) // 2
-    crop = gray[:, off:off + CROP_SIZE, off:off + CROP_SIZE] / 255.0
-    return ((crop - PIXEL_MEAN) / PIXEL_STD).astype(np.float32)
+    crop = np.array(gray[:, off:off + CROP_SIZE, off:off + CROP_SIZE], np.float32)  # float32 throughout
+    crop /= 255.0
+    crop -= PIXEL_MEAN
+    crop /= PIXEL_STD
+    return crop
 
 
 def resize_rois(frames: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@ brought to 25 fps (variable frame rate included) on the same time axis as the au
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,36 +73,47 @@ def read_audio(path: str | Path, start: float | None = None, fmt: str | None = N
     `start` (default: the file's earliest stream), so that sample i is at start + i / 16000.
     `fmt` and `options` name ffmpeg's demuxer for headerless files (e.g. "g722"; "mulaw" with
     {"sample_rate": "8000"}); such files start at 0."""
+    chunks = list(iter_audio(path, start, fmt, options))
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def iter_audio(path: str | Path, start: float | None = None, fmt: str | None = None,
+               options: dict[str, str] | None = None, block: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """`read_audio`'s samples as they are decoded, in chunks (silence before a late first packet comes in
+    `block`-sample pieces): a long file's audio never has to be held whole."""
     import av
 
     path = Path(path)
     origin = start if start is not None else 0.0 if fmt else probe(path).start
-    chunks: list[np.ndarray] = []
     first: float | None = None
+    skip = 0  # samples before the origin still to drop
+    done = 0
     with _open(path, fmt, options) as container:
         if not container.streams.audio:
             raise InputError(f"{path} has no audio track")
         latest = _latest_time(container, origin)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         try:
-            for frame in container.decode(audio=0):
-                if first is None:
+            for frame in itertools.chain(container.decode(audio=0), [None]):
+                if first is None and frame is not None:
                     first = frame.time if frame.time is not None else origin
                     if first - origin > latest:
                         raise InputError(f"{path}: the audio starts at {first - origin:.1f} s, after the file's end "
                                          f"({latest - 1:.1f} s): corrupt timestamps")
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+                    offset = int(round((first - origin) * SAMPLE_RATE))
+                    skip = max(0, -offset)
+                    for at in range(0, max(0, offset), block):
+                        yield np.zeros(min(block, offset - at), np.float32)
+                for out in resampler.resample(frame):
+                    samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    if skip:
+                        cut, skip = min(skip, len(samples)), skip - min(skip, len(samples))
+                        samples = samples[cut:]
+                    if len(samples):
+                        done += len(samples)
+                        yield samples
         except av.error.FFmpegError as exc:
-            done = sum(len(c) for c in chunks) / SAMPLE_RATE
-            raise InputError(f"cannot decode the audio of {path} (after {done:.1f} s): {exc}") from None
-    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    offset = int(round(((first or origin) - origin) * SAMPLE_RATE))
-    if offset > 0:
-        audio = np.concatenate([np.zeros(offset, np.float32), audio])
-    elif offset < 0:
-        audio = audio[-offset:]
-    return audio
+            raise InputError(f"cannot decode the audio of {path} (after {done / SAMPLE_RATE:.1f} s): {exc}") from None
 
 
 MAX_FRAME_GAP = 300.0  # seconds one video frame may stay on screen: beyond it, timestamps are corrupt

@@ -3,20 +3,54 @@ model's window at pauses. Short inputs stay whole, so they are transcribed exact
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import numpy as np
 
-from .features import SAMPLE_RATE
+from .features import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 
 FRAME = 320  # 20 ms analysis frames
 
 
 def frame_energy_db(audio: np.ndarray, frame: int = FRAME) -> np.ndarray:
     """The level (dB) of each whole `frame`-sample frame of `audio`."""
-    n = len(audio) // frame
-    if n == 0:
-        return np.zeros(0)
-    frames = np.asarray(audio[: n * frame], np.float64).reshape(n, frame)
-    return 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    return levels([audio], frame).db
+
+
+@dataclass
+class Levels:
+    """What the splitter and the speaker chooser need of a file's audio, in a few bytes a second: the level
+    of every `frame`-sample frame (dB), the RMS of every 25 fps video frame, and the number of samples."""
+
+    db: np.ndarray
+    video_rms: np.ndarray
+    samples: int
+
+
+def levels(chunks: Iterable[np.ndarray], frame: int = FRAME, block: int = 1 << 20) -> Levels:
+    """`Levels` of audio that arrives in chunks (e.g. `media.iter_audio`), computed `block` samples at a time
+    so that an hour of audio needs no more memory than a few seconds of it."""
+    sums = {frame: [], SAMPLES_PER_VIDEO_FRAME: []}
+    carry = np.zeros(0, np.float32)
+    total = 0
+
+    def add(samples: np.ndarray) -> None:
+        for size, out in sums.items():
+            n = len(samples) // size
+            out.append((np.asarray(samples[: n * size], np.float64).reshape(n, size) ** 2).mean(1))
+
+    lcm = np.lcm(frame, SAMPLES_PER_VIDEO_FRAME)
+    for chunk in chunks:
+        total += len(chunk)
+        carry = np.concatenate([carry, np.asarray(chunk, np.float32)])
+        if len(carry) >= block:
+            cut = len(carry) // lcm * lcm  # whole frames of both sizes
+            add(carry[:cut])
+            carry = carry[cut:]
+    add(carry)
+    power = {size: np.concatenate(parts) if parts else np.zeros(0) for size, parts in sums.items()}
+    return Levels(10.0 * np.log10(power[frame] + 1e-12), np.sqrt(power[SAMPLES_PER_VIDEO_FRAME]), total)
 
 
 def speech_threshold(levels_db: np.ndarray | list[float]) -> float | None:
@@ -31,7 +65,11 @@ def speech_threshold(levels_db: np.ndarray | list[float]) -> float | None:
 
 def speech_mask(audio: np.ndarray) -> np.ndarray:
     """Per 20 ms frame: True where the energy stands above `speech_threshold` of the whole input."""
-    db = frame_energy_db(audio)
+    return mask_of(frame_energy_db(audio))
+
+
+def mask_of(db: np.ndarray) -> np.ndarray:
+    """`speech_mask` from the frames' levels."""
     threshold = speech_threshold(db) if db.size else None
     return db > threshold if threshold is not None else np.zeros(db.size, bool)
 
@@ -43,14 +81,19 @@ def is_silent(audio: np.ndarray) -> bool:
 def split(audio: np.ndarray, max_seconds: float = 24.0, min_pause: float = 0.2) -> list[tuple[int, int]]:
     """(start, end) sample ranges covering the input, each at most `max_seconds`, cut in the middle of
     the longest pause available (else at the quietest frame). Inputs up to `max_seconds` stay whole."""
+    return split_levels(frame_energy_db(audio), len(audio), max_seconds, min_pause)
+
+
+def split_levels(db: np.ndarray, samples: int, max_seconds: float = 24.0, min_pause: float = 0.2
+                 ) -> list[tuple[int, int]]:
+    """`split` from the 20 ms levels `db` of `samples` samples (a long file's audio need not be held)."""
     limit = int(max_seconds * SAMPLE_RATE)
-    if len(audio) <= limit:
-        return [(0, len(audio))]
-    db = frame_energy_db(audio)
-    speech = speech_mask(audio)
+    if samples <= limit:
+        return [(0, samples)]
+    speech = mask_of(db)
     cuts, start = [], 0
     min_frames = int(min_pause * SAMPLE_RATE / FRAME)
-    while len(audio) - start > limit:
+    while samples - start > limit:
         lo, hi = start // FRAME + int(0.5 * limit / FRAME), (start + limit) // FRAME  # second half of the window
         window = ~speech[lo:hi]
         best, best_len, run = None, 0, 0
@@ -63,5 +106,5 @@ def split(audio: np.ndarray, max_seconds: float = 24.0, min_pause: float = 0.2) 
         cut = best * FRAME
         cuts.append((start, cut))
         start = cut
-    cuts.append((start, len(audio)))
+    cuts.append((start, samples))
     return cuts

@@ -172,3 +172,16 @@ def test_zoo_random_weights_share_graphs_and_decode_fixed_steps(capsys, tmp_path
     assert "exported without parity" in capsys.readouterr().err
     assert main(args) == 0
     assert "writing random weights" not in capsys.readouterr().err  # made once
+
+
+def test_exports_are_keyed_by_the_checkpoints_content(tmp_path):
+    """A checkpoint rewritten with other weights of the same size and time gets new exports."""
+    import os
+
+    ckpt = tmp_path / "model.pth"
+    ckpt.write_bytes(b"a" * 1000)
+    source = bench.Source({"name": "m"}, ckpt, tmp_path / "tok.json", "faithful", None, False)
+    before, stat = source.folder, ckpt.stat()
+    ckpt.write_bytes(b"b" * 1000)
+    os.utime(ckpt, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert source.folder != before and source.folder.startswith("m-")

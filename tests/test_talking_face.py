@@ -91,7 +91,7 @@ def test_the_speaker_is_chosen_segment_by_segment(spoken):
     cropper follows whoever speaks in each segment, segments in order, one second pass over the frames."""
     import cv2
 
-    from smop_edge.runtime.lip_cropper import SegmentCropper
+    from smop_edge.runtime.lip_cropper import SegmentCropper, video_rms
 
     photo, _, track, frames = spoken
     small = [cv2.resize(f, (256, 256)) for f in frames]
@@ -107,11 +107,11 @@ def test_the_speaker_is_chosen_segment_by_segment(spoken):
         passes.append(1)
         return iter(video)
 
-    cropper = SegmentCropper(frames_again, audio)
-    assert cropper.n_frames == 2 * n
+    cropper = SegmentCropper(frames_again, video_rms(audio))
     sides = []
     for start, end in ((0, n), (n, 2 * n)):
         crops, found, transforms = cropper.crop(start, end)
         assert len(crops) == found == n
         sides.append(np.mean([cv2.invertAffineTransform(m)[0] @ [48, 48, 1] for m in transforms]) < 256)
-    assert sides == [True, False] and len(passes) == 2  # landmarks, then one warp pass for both segments
+    assert sides == [True, False] and len(passes) == 2  # one landmark and one warp pass, both segments
+    assert cropper.crop(2 * n, 3 * n)[1] == 0 and cropper.exhausted
