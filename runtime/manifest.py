@@ -215,6 +215,12 @@ class Manifest:
                               f"are not the model's {widths}")
         if self.self_test.task not in self.model.tasks:
             raise BundleError(f"{where}: the self-test's task {self.self_test.task!r} is not one of the model's")
+        counts = {"self_test.max_new_tokens": [self.self_test.max_new_tokens]}
+        if self.static is not None:
+            counts.update({f"static.{k}": v if isinstance(v, list) else [v] for k, v in vars(self.static).items()})
+        low = [name for name, values in counts.items() if not values or min(values) < 1]
+        if low:
+            raise BundleError(f"{where}: {', '.join(low)} must be at least 1")
         named = [f for s in self.stages.values() for f in s.files()]
         named += [self.tokenizer.file, self.embeddings.file, self.self_test.file]
         unlisted = sorted(set(named) - set(self.files))

@@ -60,6 +60,8 @@ def probe(path: str | Path) -> MediaInfo:
         duration = container.duration / 1e6 if container.duration else 0.0
         info = MediaInfo(path, audio is not None, video is not None, duration, min(starts) if starts else 0.0)
         if video is not None:
+            if video.codec_context is None:  # a stream ffmpeg cannot decode (damaged header, unknown codec)
+                raise InputError(f"cannot read {path}: its video stream has no decoder ffmpeg knows")
             info.video_size = (video.codec_context.width, video.codec_context.height)
             rate = video.average_rate or video.guessed_rate
             info.source_fps = float(rate) if rate else None

@@ -56,8 +56,9 @@ def self_test(path: str | Path, backend: str | None = None, digest: str | None =
     out = rec.transcribe(audio=data["audio"] if "audio" in data else None,
                          frames=data["frames"] if "frames" in data else None, task=test.task,
                          options=DecodingOptions(max_new_tokens=test.max_new_tokens))
-    parity = bundle.manifest.parity or {}
-    agreement = parity.get("end_to_end", {}).get("token_agreement")
+    e2e = (bundle.manifest.parity or {}).get("end_to_end")  # free-form figures: shown only when well formed
+    agreement = e2e.get("token_agreement") if isinstance(e2e, dict) else None
+    agreement = float(agreement) if isinstance(agreement, (int, float)) and not isinstance(agreement, bool) else None
     return SelfTestResult(str(path), bundle.digest, backend, len(bundle.manifest.files),
                           out.tokens == test.expected_tokens, out.task, out.text,
                           test.bundle_text if test.bundle_text is not None else test.reference_text or "",

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import astronaut_clip, tone_bursts, write_wav
 from smop_edge.apps.cli import main
+from smop_edge.runtime import DEMO_BUNDLE
 from smop_edge.runtime.media import write_video
 
 
@@ -42,6 +43,10 @@ def hostile(tmp_path_factory):
         "huge_dims": write_video(root / "huge.mp4", _frames(2, 2048)),
     }
     cases["truncated"].write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    sample = bytearray((DEMO_BUNDLE.parent / "samples" / "sample-2.mp4").read_bytes())
+    sample[44587] = 241  # one byte of the video track's header, found by scripts/fuzz.py: no decoder
+    cases["no_decoder"] = root / "no_decoder.mp4"
+    cases["no_decoder"].write_bytes(bytes(sample))
     cases["text_as_wav"].write_text("RIFF? no: plain text\n" * 50)
     cases["garbage"].write_bytes(np.random.default_rng(2).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     return cases
@@ -52,6 +57,7 @@ def hostile(tmp_path_factory):
     ("flipped", 3, "cannot decode the"),
     ("text_as_wav", 3, "not a media file ffmpeg understands"),
     ("garbage", 3, "not a media file ffmpeg understands"),
+    ("no_decoder", 3, "its video stream has no decoder ffmpeg knows"),
     ("huge_dims", 5, "(audio: no, video: no) cannot feed"),  # 2048 x 2048 noise: no face, no audio
 ])
 def test_hostile_media_end_in_one_line_and_the_documented_code(hostile, case, code, message, capsys, tmp_path,

@@ -48,6 +48,7 @@ def test_round_trip_is_exact():
     (lambda d: d["model"].update(tasks=[]), r"at least one task"),
     (lambda d: d["model"]["audio_compression"].update(rate=0), r"audio_compression.rate must be at least 1"),
     (lambda d: d["stages"].pop("projector"), r"needs stage\(s\) projector"),
+    (lambda d: d["self_test"].update(max_new_tokens=-1), r"self_test.max_new_tokens must be at least 1"),
 ])
 def test_damaged_manifest_is_a_bundle_error(bundle, change, message, capsys):
     edit_manifest(bundle, change)
@@ -130,3 +131,11 @@ def test_a_manifest_that_misdescribes_its_graphs_is_a_bundle_error(bundle, capsy
     assert main(["transcribe", _sample(), "--bundle", str(bundle), "--quiet"]) == 4
     err = capsys.readouterr().err
     assert "rejected its inputs" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("figures", [[], "", {"token_agreement": ""}])
+def test_verify_shows_free_form_parity_figures_only_when_well_formed(bundle, figures, capsys):
+    """Found by scripts/fuzz.py: a mangled `parity` section (free-form figures) crashed verify's report."""
+    edit_manifest(bundle, lambda d: d["parity"].update(end_to_end=figures))
+    assert main(["verify", str(bundle)]) == 0
+    assert "self-test (onnxruntime, avsr): pass" in capsys.readouterr().out
