@@ -40,7 +40,7 @@ CASES = [  # (command line with {root} for the fixture folder, code, what stderr
     ("train {root}/absent.jsonl --out {root}/run", 2, "no manifest"),
     ("eval {root}/bad.jsonl", 2, "bad.jsonl:1"),
     ("eval {root}/voice.jsonl --task vsr", 5, "needs video, the file has none"),
-    ("bench --configs no-such-config", 2, "no-such-config"),
+    ("bench --zoo no-such-model --random-init", 2, "unknown zoo model 'no-such-model'"),
 ]
 
 
