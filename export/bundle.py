@@ -16,7 +16,8 @@ from smop_edge.runtime import features
 from smop_edge.runtime.bundle import sha256_file
 from smop_edge.runtime.errors import ParityError, UsageError
 from smop_edge.runtime.manifest import (AUDIO_MODES, FORMATS, MANIFEST, MANIFEST_DIGEST, SCHEMA_VERSION,
-                                        Embeddings, Manifest, Preprocessing, Quantization, SelfTest, StaticShapes, TokenizerEntry)
+                                        Embeddings, Manifest, Preprocessing, Quantization, SelfTest, StaticShapes,
+                                        TokenizerEntry)
 from smop_edge.runtime.prompt import TASK_MODALITIES, SpecialIds
 
 from .quantize import ENCODER_MODES, EXPERT_MODES, LLM_MODES

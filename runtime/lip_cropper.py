@@ -289,11 +289,11 @@ def crop_mouths_with_transforms(frames: Callable[[], Iterable[np.ndarray]], audi
 def video_rms(audio: np.ndarray | None) -> np.ndarray | None:
     """The audio's RMS per 25 fps video frame (what the speaker is chosen by)."""
     from .features import SAMPLES_PER_VIDEO_FRAME
+    from .segments import frame_power
 
     if audio is None or len(audio) < SAMPLES_PER_VIDEO_FRAME:
         return None
-    n = len(audio) // SAMPLES_PER_VIDEO_FRAME
-    return np.sqrt((np.asarray(audio[: n * SAMPLES_PER_VIDEO_FRAME], np.float64).reshape(n, -1) ** 2).mean(1))
+    return np.sqrt(frame_power(audio, SAMPLES_PER_VIDEO_FRAME))
 
 
 class SegmentCropper:

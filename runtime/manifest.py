@@ -204,15 +204,17 @@ class Manifest:
         unknown = sorted(set(self.stages) - set(STAGES))
         if unknown:
             raise BundleError(f"{where}: unknown stage(s) {', '.join(unknown)}")
-        needed = ["projector", "decoder"] + [f"{m}_encoder" for m in ("audio", "video")
-                                             if getattr(self.model, f"has_{m}")]
-        missing = [s for s in needed if s not in self.stages]
+        modalities = [m for m in ("audio", "video") if getattr(self.model, f"has_{m}")]
+        missing = [s for s in ["projector", "decoder"] + [f"{m}_encoder" for m in modalities] if s not in self.stages]
         if missing:
             raise BundleError(f"{where}: the model needs stage(s) {', '.join(missing)}, which the manifest lacks")
-        widths = {m: self.model.projector_input_dim(m) for m in ("audio", "video") if getattr(self.model, f"has_{m}")}
+        widths = {m: self.model.projector_input_dim(m) for m in modalities}
         if self.stages["projector"].input_widths != widths:
             raise BundleError(f"{where}: the projector's input widths {self.stages['projector'].input_widths} "
                               f"are not the model's {widths}")
+        if self.embeddings.shape != [self.model.llm.vocab, self.model.llm.hidden]:
+            raise BundleError(f"{where}: the token embeddings are {self.embeddings.shape}, the model needs "
+                              f"{[self.model.llm.vocab, self.model.llm.hidden]}")
         if self.self_test.task not in self.model.tasks:
             raise BundleError(f"{where}: the self-test's task {self.self_test.task!r} is not one of the model's")
         counts = {"self_test.max_new_tokens": [self.self_test.max_new_tokens]}

@@ -142,10 +142,9 @@ class Recognizer:
                              exact=exact)
         try:  # within a bundle whose digests check out, a file or field that does not fit is the bundle's fault
             embeddings = np.load(bundle.file(bundle.manifest.embeddings.file), mmap_mode="r")
-            want = [bundle.config.llm.vocab, bundle.config.llm.hidden]
-            if list(embeddings.shape) != want or bundle.manifest.embeddings.shape != want:
-                raise BundleError(f"{path}: the token embeddings are {list(embeddings.shape)} (manifest: "
-                                  f"{bundle.manifest.embeddings.shape}), the model needs {want}")
+            if list(embeddings.shape) != bundle.manifest.embeddings.shape:  # which Manifest.check held to the model
+                raise BundleError(f"{path}: the token embeddings are {list(embeddings.shape)}, the manifest says "
+                                  f"{bundle.manifest.embeddings.shape}")
             tok = load_tokenizer(bundle.file(bundle.manifest.tokenizer.file), expected_size=bundle.config.llm.vocab)
             rec = cls(bundle, open_graph, tok, embeddings)
         except (InputError, ValueError) as exc:

@@ -13,9 +13,15 @@ from .features import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 FRAME = 320  # 20 ms analysis frames
 
 
+def frame_power(audio: np.ndarray, frame: int) -> np.ndarray:
+    """The mean square of each whole `frame`-sample frame of `audio` (float64)."""
+    n = len(audio) // frame
+    return (np.asarray(audio[: n * frame], np.float64).reshape(n, frame) ** 2).mean(1)
+
+
 def frame_energy_db(audio: np.ndarray, frame: int = FRAME) -> np.ndarray:
     """The level (dB) of each whole `frame`-sample frame of `audio`."""
-    return levels([audio], frame).db
+    return 10.0 * np.log10(frame_power(audio, frame) + 1e-12)
 
 
 @dataclass
@@ -37,8 +43,7 @@ def levels(chunks: Iterable[np.ndarray], frame: int = FRAME, block: int = 1 << 2
 
     def add(samples: np.ndarray) -> None:
         for size, out in sums.items():
-            n = len(samples) // size
-            out.append((np.asarray(samples[: n * size], np.float64).reshape(n, size) ** 2).mean(1))
+            out.append(frame_power(samples, size))
 
     lcm = np.lcm(frame, SAMPLES_PER_VIDEO_FRAME)
     for chunk in chunks:

@@ -158,7 +158,7 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
         warnings.append("no speech found (silence)")
         duration = levels.samples / SAMPLE_RATE
         return FileTranscript(str(path), "", task, duration, [], timings, _rtf(started, duration), None, warnings)
-    can_asr = levels is not None and "asr" in rec.tasks
+    can_asr = levels is not None and "asr" in rec.tasks and "audio" in need  # parts without lips: from the audio
     reader = _AudioReader(path, info.start) if levels is not None else None
     expected = int(round(info.duration * VIDEO_FPS))
     mouths = _Mouths(path, roi, levels.video_rms if levels is not None else None, info.start,
@@ -210,27 +210,25 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
             timings["lip_crop"] = round(timings.get("lip_crop", 0.0) + elapsed_ms(t0), 3)
             found += seg_found
             cut = (f0 + n) * SAMPLES_PER_VIDEO_FRAME
-            if n:
-                if seg_found >= FACE_SHARE * n:
-                    recognise(a, cut, task, frames)
-                elif can_asr and "audio" in need:
-                    faceless.append(f"{a / SAMPLE_RATE:.1f}-{cut / SAMPLE_RATE:.1f} s")
+            if n and seg_found >= FACE_SHARE * n:
+                recognise(a, cut, task, frames)
+            elif n:
+                faceless.append(f"{a / SAMPLE_RATE:.1f}-{cut / SAMPLE_RATE:.1f} s")
+                if can_asr:
                     recognise(a, cut, "asr", None)
-                else:
-                    faceless.append(f"{a / SAMPLE_RATE:.1f}-{cut / SAMPLE_RATE:.1f} s")
             rest = min(b, levels.samples) if levels is not None else cut  # audio after the video's end
             if mouths.exhausted and rest - cut > MIN_TAIL:
                 video_end = cut
-                if can_asr and "audio" in need:
+                if can_asr:
                     recognise(cut, rest, "asr", None)
     if progress and results:
         progress("segments", len(results), len(results))
     if video_end is not None and speech[video_end // segments.FRAME:].any():
         span = f"{video_end / SAMPLE_RATE:.1f}-{levels.samples / SAMPLE_RATE:.1f} s"
-        read = "transcribed from the audio alone" if can_asr and "audio" in need else "not transcribed (no ASR)"
+        read = "transcribed from the audio alone" if can_asr else "not transcribed (no ASR)"
         warnings.append(f"the video ends before the audio: {span} {read}")
     if mouths is not None and not found:  # no face anywhere: as if the file had no video
-        if requested is not None or not can_asr or "audio" not in need:
+        if requested is not None or not can_asr:
             try:
                 pick_task(rec.tasks, levels is not None, False, requested)
             except UnsuitableInputError as exc:
@@ -240,7 +238,7 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
         for seg in results:
             seg.task = None
     if faceless:
-        read = "read from the audio alone" if can_asr and "audio" in need else "not transcribed"
+        read = "read from the audio alone" if can_asr else "not transcribed"
         warnings.append(f"the speaker's face is missing for most of {', '.join(faceless)}: {read}")
     decoded = max([s.end for s in results] + [levels.samples / SAMPLE_RATE if levels is not None else 0.0])
     if decoded and info.duration - decoded > max(0.5, 0.1 * info.duration):
