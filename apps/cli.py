@@ -10,11 +10,12 @@ import sys
 
 from smop_edge.runtime.errors import SmopEdgeError
 
-from .commands import bench, export, inspect, live, recipe, transcribe
+from .commands import batch, bench, export, inspect, live, recipe, transcribe
 from .commands import eval as eval_  # the module, not the builtin
 
-# in the order `smop-edge --help` lists them: inspect init export verify transcribe crop live synth train eval bench
-_COMMANDS = (inspect, export, transcribe, live, recipe, eval_, bench)
+# in the order `smop-edge --help` lists them: inspect init export verify transcribe crop batch live synth train eval
+# bench
+_COMMANDS = (inspect, export, transcribe, batch, live, recipe, eval_, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

