@@ -76,6 +76,8 @@ class TrainOptions:
     seed: int = 0
     snapshots: tuple[int, ...] = ()  # steps at which checkpoint-STEP.pth is also written (to judge a run mid-way)
     init: str | None = None  # fine-tune: start from this official-layout checkpoint (tokenizer.json beside it)
+    init_lips: str | None = None  # the lip encoder (video_encoder.*) from this checkpoint instead (the same
+    #                               encoder configuration: e.g. the small v2 model's trained lips for SmolLM2's)
     audio_mode: str = "fast"  # the audio encoder's input as the bundle will run it; faithful (30 s padded)
     #                           needs a frozen pretrained encoder, whose outputs are cached
     noise_variants: int = 2  # with a frozen audio encoder: noisy encodings cached per utterance
@@ -289,6 +291,9 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     if opts.init and not state_path.exists():
         _load_weights(model, Path(opts.init))
         log(f"starting from {opts.init}")
+    if opts.init_lips and not state_path.exists():
+        _load_weights(model, Path(opts.init_lips), prefix="video_encoder.")
+        log(f"the lip encoder from {opts.init_lips}")
     elif pretrained and not state_path.exists():
         load_pretrained(model, pretrained)
         log(f"pretrained parts: {', '.join(pretrained)}")
@@ -424,13 +429,22 @@ def _copy_tokenizer(checkpoint: Path, dest: Path) -> None:
     shutil.copyfile(source, dest)
 
 
-def _load_weights(model: LlamaSMoP, checkpoint: Path) -> None:
-    """Copy a trained model's weights into `model` (same configuration, strictly the same keys)."""
+def _load_weights(model: LlamaSMoP, checkpoint: Path, prefix: str = "") -> None:
+    """Copy a trained model's weights into `model` (same configuration, strictly the same keys), or only
+    those under `prefix` (every one of them, each of the same shape)."""
     trained, _ = load_model(checkpoint)
     try:
-        model.load_state_dict(trained.state_dict(), strict=True)
+        if not prefix:
+            model.load_state_dict(trained.state_dict(), strict=True)
+            return
+        part = {k: v for k, v in trained.state_dict().items() if k.startswith(prefix)}
+        ours = {k for k in model.state_dict() if k.startswith(prefix)}
+        if set(part) != ours:
+            raise RuntimeError(f"its {prefix}* keys differ from the model's ({len(part)} vs {len(ours)})")
+        model.load_state_dict(part, strict=False)
     except RuntimeError as e:
-        raise CheckpointError(f"{checkpoint} is not a {model.cfg.name} model: {str(e).splitlines()[0]}") from e
+        what = f"{prefix}* do not fit" if prefix else "is not"
+        raise CheckpointError(f"{checkpoint} {what} a {model.cfg.name} model: {str(e).splitlines()[0]}") from e
 
 
 def snapshot_name(step: int) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -105,6 +106,29 @@ def test_fine_tuning_starts_from_the_checkpoint_and_keeps_its_vocabulary(trained
     with pytest.raises(CheckpointError, match="not a tiny-jedr model"):
         train(manifest, tmp_path / "other", TrainOptions(model="tiny-jedr", steps=1, asr_first=1).fine_tuning(
             str(final)), workers=1, log=lambda _: None)
+
+
+def test_lips_from_another_checkpoint(trained, tiny_corpus, tmp_path, make_checkpoint):
+    """`init_lips`: the lip encoder starts from another checkpoint's (at learning rate 0 it ends there), the
+    rest from `init`; a checkpoint without that encoder is refused."""
+    import torch
+
+    from smop_edge.runtime.errors import CheckpointError
+
+    _, final, _, _ = trained
+    lips, _ = make_checkpoint("tiny-dedr", seed=3)
+    opts = replace(TrainOptions(model="tiny-dedr", steps=1, batch_size=2, lr=0.0, warmup=1, log_every=1,
+                                eval_every=100, asr_first=1).fine_tuning(str(final)), init_lips=str(lips))
+    lines = []
+    manifest = str(tiny_corpus / "train" / "manifest.jsonl")
+    train(manifest, tmp_path / "tuned", opts, workers=1, log=lines.append)
+    assert f"the lip encoder from {lips}" in lines
+    start, other, end = (torch.load(p) for p in (final, lips, tmp_path / "tuned" / "checkpoint.pth"))
+    assert all(torch.equal(end[k], (other if k.startswith("video_encoder.") else start)[k]) for k in end)
+    assert any(not torch.equal(start[k], other[k]) for k in start if k.startswith("video_encoder."))
+    with pytest.raises(CheckpointError, match="video_encoder.* do not fit a tiny-dedr model"):
+        train(manifest, tmp_path / "other", replace(opts, init_lips=str(make_checkpoint("tiny-asr")[0])),
+              workers=1, log=lambda _: None)
 
 
 def test_task_mix_decides_what_follows_the_asr_only_steps(trained, tiny_corpus, tmp_path):

@@ -75,6 +75,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", metavar="CHECKPOINT", help="fine-tune a trained model (its tokenizer.json beside "
                    "it; e.g. models/demo/checkpoint.pth) instead of training from scratch: no length "
                    "curriculum, noise from the first step")
+    p.add_argument("--init-lips", metavar="CHECKPOINT", help="start the lip encoder from this checkpoint's (the "
+                   "same encoder configuration; e.g. the small v2 model's for demo-v2-smollm)")
     p.add_argument("--dev", metavar="MANIFEST", help="held-out manifest: greedy WER every 500 steps")
     p.add_argument("--crop-cache", help="mouth-crop cache folder (default: crops/ next to the manifest)")
     p.add_argument("--word-bank", metavar="DIR", help="words of the training voices (built here if missing): "
@@ -94,7 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "asr_first", "audio_mode")}
     if args.task_mix:
         given["task_mix"] = _task_mix(args.task_mix)
-    opts = TrainOptions(model=args.model, snapshots=tuple(args.snapshot_at or ()),
+    opts = TrainOptions(model=args.model, snapshots=tuple(args.snapshot_at or ()), init_lips=args.init_lips,
                         **{k: v for k, v in given.items() if v is not None})
     if args.init:
         opts = opts.fine_tuning(args.init)
