@@ -90,7 +90,7 @@ def test_local_pool_equals_transcribe_skips_done_files_and_lists_failures(capsys
                  "--format", "srt", "--format", "txt"])
     err = capsys.readouterr().err
     assert code == 7, err  # finished, one file failed
-    assert "broken.mp4: exit 3: cannot read" in err
+    assert "smop-edge: error: " + str(archive / "day2" / "broken.mp4") + " (exit 3): cannot read" in err
     done = outputs(out)
     assert sorted(done) == ["talks/a.json", "talks/day2/b.json", "talks/face.json"]
     rec = load_recognizer(dedr_bundle)

@@ -59,7 +59,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
                         ray_address=None if args.ray == "local" else args.ray, force=args.force,
                         show_progress=not args.quiet)
     for failure in summary["failed"]:
-        print(f"smop-edge: {failure['file']}: exit {failure['exit_code']}: {failure['error']}", file=sys.stderr)
+        print(f"smop-edge: error: {failure['file']} (exit {failure['exit_code']}): {failure['error']}",
+              file=sys.stderr)
     print(f"batch: {summary['ok']} done, {len(summary['failed'])} failed, {summary['skipped_as_done']} skipped "
           f"as done before; {summary['media_hours']:.3f} h of media in {summary['wall_seconds']:.1f} s "
           f"({summary['engine']}, workers: {summary.get('workers', 0)}); summary: {out / 'batch-summary.json'}",
