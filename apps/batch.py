@@ -19,6 +19,7 @@ from pathlib import Path
 
 from smop_edge.runtime.decoding import DecodingOptions
 from smop_edge.runtime.errors import InputError, SmopEdgeError, UsageError
+from smop_edge.runtime.recognizer import Recognizer
 
 from .formats import render
 
@@ -37,13 +38,16 @@ class Job:
     source: Path
     name: str
     seconds: float = 0.0  # the container's duration; 0 when it cannot be read (the worker then says why)
+    stamp: dict = field(default_factory=dict)  # the file as it was when queued (see `stamp`)
 
 
 @dataclass
 class Recognition:
-    """What the engine needs to open a recognizer in a worker, and how to use it (picklable)."""
+    """What the engine needs to open a recognizer in a worker, and how to use it (picklable). `digest`
+    pins the bundle, so that a worker (a Ray node) with another bundle at the same path refuses to start."""
 
     bundle: str | None
+    digest: str
     backend: str = "onnxruntime"
     device: str = "CPU"
     threads: int = 1
@@ -51,11 +55,17 @@ class Recognition:
     task: str | None = None
     options: DecodingOptions = field(default_factory=DecodingOptions)
 
-    def open(self):
+    def open(self) -> Recognizer:
+        """This worker's recognizer."""
         from smop_edge.runtime import load_recognizer
 
         return load_recognizer(self.bundle, backend=self.backend, device=self.device, threads=self.threads,
-                               precision=self.precision)
+                               precision=self.precision, digest=self.digest)
+
+    def settings(self) -> dict:
+        """Everything besides the file that decides its transcript (part of each output's stamp)."""
+        return {"bundle": self.digest, "backend": self.backend, "precision": self.precision, "task": self.task,
+                "decoding": asdict(self.options)}
 
 
 # ---- inputs -------------------------------------------------------------------------------------------
@@ -74,9 +84,10 @@ def collect(inputs: Iterable[str]) -> list[Job]:
             found.append((path, path.name))
         elif glob.has_magic(arg):
             root = _literal_prefix(arg)
-            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())
+            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True)
+                             if Path(m).is_file() and Path(m).suffix.lower() in MEDIA_SUFFIXES)
             if not matches:
-                raise UsageError(f"{arg}: no file matches")
+                raise UsageError(f"{arg}: no media file matches")
             found += [(m, str(m.relative_to(root))) for m in matches]
         else:
             raise InputError(f"not found: {arg}")
@@ -128,18 +139,26 @@ def _manifest(path: Path) -> list[tuple[Path, str]]:
     out = []
     for entry in entries:
         listed = Path(entry)
+        inside = [part for part in Path(os.path.normpath(entry)).parts if part not in ("..", "/")]
         out.append((listed if listed.is_absolute() else path.parent / listed,
-                    listed.name if listed.is_absolute() else os.path.normpath(entry)))
+                    listed.name if listed.is_absolute() else str(Path(*inside))))  # never above --out
     return out
 
 
 def _name_outputs(jobs: list[Job]) -> None:
     """Output stems: the name without its extension (`talk.mp4` -> `talk`), unless two inputs would share
-    it (`talk.mp4`, `talk.wav`): those keep their extension (`talk.mp4`, `talk.wav`)."""
+    it (`talk.mp4`, `talk.wav`): those keep their extension (`talk.mp4`, `talk.wav`). Two files that would
+    still write one name (the same folder name under two arguments) are a usage error, not an overwrite."""
     stems = Counter(str(Path(j.name).with_suffix("")) for j in jobs)
     for job in jobs:
         stem = str(Path(job.name).with_suffix(""))
         job.name = stem if stems[stem] == 1 else job.name
+    owner: dict[str, Path] = {str(Path(SUMMARY).with_suffix("")): Path(SUMMARY)}
+    for job in jobs:
+        if job.name in owner:
+            raise UsageError(f"{owner[job.name]} and {job.source} would both be written as {job.name}.json: "
+                             "give their common folder (or a manifest) instead")
+        owner[job.name] = job.source
 
 
 def measure(jobs: list[Job]) -> None:
@@ -154,19 +173,23 @@ def measure(jobs: list[Job]) -> None:
 
 
 # ---- outputs ------------------------------------------------------------------------------------------
-def _stamp(source: Path, bundle_digest: str) -> dict:
-    """What makes an output current: the source's size and modification time, and the bundle."""
-    st = source.stat()
-    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns, "bundle": bundle_digest}
+def stamp(source: Path, recognition: Recognition) -> dict:
+    """What makes an output current: the source's size and modification time (taken before it is read, so
+    a file that changes meanwhile is done again next time) and the recognition settings."""
+    try:
+        st = source.stat()
+    except OSError:
+        return {}  # the worker reports the file's problem
+    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns, **recognition.settings()}
 
 
-def is_done(job: Job, out: Path, bundle_digest: str) -> bool:
-    """The job's JSON exists and was made from this version of the file with this bundle."""
+def saved_result(job: Job, out: Path) -> dict | None:
+    """The job's earlier result when its JSON carries the current stamp, else None."""
     try:
         saved = json.loads((out / f"{job.name}.json").read_text())
-        return saved.get("batch") == _stamp(job.source, bundle_digest)
     except (OSError, ValueError):
-        return False
+        return None
+    return saved if job.stamp and isinstance(saved, dict) and saved.get("batch") == job.stamp else None
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -178,19 +201,32 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save(job: Job, out: Path, result: dict, bundle_digest: str, formats: list[str]) -> None:
-    """The job's subtitle / text files first, its JSON last: the JSON is what marks the job done."""
+def write_formats(job: Job, out: Path, result: dict, formats: list[str], missing_only: bool = False) -> None:
+    """The job's subtitle / text files (with `missing_only`, those not written yet: a rerun that asks
+    for another format gets it from the saved result without transcribing again)."""
     from smop_edge.runtime.transcribe import FileTranscript
 
-    transcript = FileTranscript.from_dict(result)
+    transcript = FileTranscript.from_dict({k: v for k, v in result.items() if k != "batch"})
     for fmt in formats:
-        write_atomic(out / f"{job.name}.{fmt}", render(transcript, fmt) + "\n")
-    record = dict(result, batch=_stamp(job.source, bundle_digest))
-    write_atomic(out / f"{job.name}.json", json.dumps(record, indent=2) + "\n")
+        path = out / f"{job.name}.{fmt}"
+        if not (missing_only and path.exists()):
+            write_atomic(path, render(transcript, fmt) + "\n")
+
+
+def save(job: Job, out: Path, result: dict, formats: list[str]) -> None:
+    """The job's subtitle / text files first, its JSON last: the JSON is what marks the job done."""
+    write_formats(job, out, result, formats)
+    write_atomic(out / f"{job.name}.json", json.dumps(dict(result, batch=job.stamp), indent=2) + "\n")
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Temporary files a killed run left behind (never read: the rename had not happened)."""
+    for tmp in out.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 # ---- the work, in a worker ------------------------------------------------------------------------------
-def transcribe_one(rec, source: str, recognition: Recognition) -> dict:
+def transcribe_one(rec: Recognizer, source: str, recognition: Recognition) -> dict:
     """One file: `{"ok": True, "result": ...}` or `{"ok": False, "exit_code": ..., "error": ...}`; a failure
     is an outcome, never an exception, so that no file stops the batch."""
     from smop_edge.runtime.transcribe import transcribe_media
@@ -225,9 +261,10 @@ Outcome = Callable[[Job, dict], None]
 
 def run_pool(jobs: list[Job], recognition: Recognition, workers: int, on_outcome: Outcome,
              warn: Callable[[str], None]) -> int:
-    """Local engine: `workers` processes, each with its own recognizer. A worker that dies (killed, out of
-    memory) breaks the pool and every file in flight with it: the pool is started again and those files
-    are retried; a file in flight at two such deaths is a failure. Returns how often the pool broke."""
+    """Local engine: `workers` processes, each with its own recognizer and at most one file (so every file
+    in flight is being read). A worker that dies (killed, out of memory) breaks the pool and the files in
+    flight with it: the pool is started again and those files go to the back of the queue, to be retried
+    beside other files; a file in flight at two such deaths is a failure. Returns how often the pool broke."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
@@ -237,7 +274,7 @@ def run_pool(jobs: list[Job], recognition: Recognition, workers: int, on_outcome
     def retry_or_fail(job: Job) -> None:
         tries[job.name] += 1
         if tries[job.name] < 2:
-            pending.appendleft(job)
+            pending.append(job)
         else:
             on_outcome(job, {"ok": False, "exit_code": 1, "error": WORKER_DIED})
 
@@ -247,9 +284,15 @@ def run_pool(jobs: list[Job], recognition: Recognition, workers: int, on_outcome
         inflight, broken = {}, False
         try:
             while (pending and not broken) or inflight:
-                while pending and not broken and len(inflight) < 2 * workers:  # queue a little, not the archive
+                while pending and not broken and len(inflight) < workers:
                     job = pending.popleft()
-                    inflight[pool.submit(_pool_run, str(job.source))] = job
+                    try:
+                        inflight[pool.submit(_pool_run, str(job.source))] = job
+                    except BrokenProcessPool:  # a worker died since the last look
+                        pending.appendleft(job)
+                        broken = True
+                if not inflight:
+                    break
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for future in done:
                     job = inflight.pop(future)
@@ -268,7 +311,7 @@ def run_pool(jobs: list[Job], recognition: Recognition, workers: int, on_outcome
         pool.shutdown()
         if broken:
             breaks += 1
-            warn(f"a worker process died; {len(pending)} files left, those it had in flight retried with new workers")
+            warn(f"a worker process died; the files it had in flight go round again ({len(pending)} left)")
     return breaks
 
 
@@ -286,8 +329,10 @@ class _RayTranscriber:
 def run_ray(jobs: list[Job], recognition: Recognition, workers: int | None, address: str | None,
             on_outcome: Outcome) -> int:
     """Ray engine: the jobs as a Ray Data dataset mapped by `workers` actors (default: the cluster's CPUs /
-    threads per actor); outcomes come back to this process, which writes every output (so only it needs
-    the output folder; each node needs the media and the bundle at the same paths). Returns the actors."""
+    threads per actor, no more than files); outcomes come back to this process, which writes every output
+    (so only it needs the output folder; each node needs the media and the bundle at the same paths). An
+    actor that dies is restarted twice at most and its file retried once; a file whose result never comes
+    back is a failure, not a hang. Returns the number of actors."""
     try:
         import ray
     except ImportError:
@@ -295,20 +340,28 @@ def run_ray(jobs: list[Job], recognition: Recognition, workers: int | None, addr
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress line, not Ray Data's
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.max_errored_blocks = len(jobs)  # a block (one file) that fails for good is skipped, and named below
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    workers = workers or max(1, cpus // recognition.threads)
+    workers = min(workers or max(1, cpus // recognition.threads), len(jobs))
     dataset = ray.data.from_items([{"index": i, "source": str(j.source.resolve())} for i, j in enumerate(jobs)],
                                   override_num_blocks=len(jobs))
     mapped = dataset.map_batches(_RayTranscriber, fn_constructor_kwargs={"recognition": recognition},
-                                 batch_size=1, concurrency=workers, num_cpus=recognition.threads)
+                                 batch_size=1, concurrency=workers, num_cpus=recognition.threads,
+                                 max_restarts=2, max_task_retries=1)
+    returned = set()
     for row in mapped.iter_rows():
+        returned.add(int(row["index"]))
         on_outcome(jobs[int(row["index"])], json.loads(row["outcome"]))
+    for i in sorted(set(range(len(jobs))) - returned):
+        on_outcome(jobs[i], {"ok": False, "exit_code": 1, "error": "its Ray actor died (restarts and retry spent)"})
     return workers
 
 
 # ---- choosing the pool's size ----------------------------------------------------------------------------
 def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -316,14 +369,20 @@ def available_cores() -> int:
 
 
 def available_gib() -> float:
-    """Memory that can be used without swapping (Linux's MemAvailable; elsewhere, assume plenty)."""
+    """Memory that can be used without swapping: Linux's MemAvailable, within a cgroup's limit when the
+    process runs in one (containers); elsewhere, assume plenty."""
+    free = float("inf")
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
+                free = int(line.split()[1]) / 2**20
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            free = min(free, (int(limit) - used) / 2**30)
+    except (OSError, ValueError):
         pass
-    return float("inf")
+    return free
 
 
 def pool_shape(files: int, workers: int | None, threads: int | None) -> tuple[int, int]:
@@ -333,7 +392,8 @@ def pool_shape(files: int, workers: int | None, threads: int | None) -> tuple[in
     cores = available_cores()
     if workers is None:
         workers = cores // threads if threads else cores
-        workers = max(1, min(workers, files, int(available_gib() // GIB_PER_WORKER) or 1))
+        by_memory = available_gib() / GIB_PER_WORKER
+        workers = max(1, min(workers, files, int(by_memory) if by_memory < workers else workers))
     return workers, threads or max(1, cores // workers)
 
 
@@ -355,6 +415,7 @@ class Tally:
         return len(self.ok) + len(self.failed)
 
     def line(self) -> str:
+        """`batch: 12/36 files  0.85 files/s  0:04:10 of media  ETA 0:00:27` (the ETA by media seconds)."""
         wall = time.perf_counter() - self.started
         rate = self.finished / wall if wall > 0 else 0.0
         left = self.seconds_total - self.seconds_done
@@ -365,6 +426,7 @@ class Tally:
                 f"{_clock(self.seconds_done)} of media  ETA {_clock(eta)}")
 
     def summary(self) -> dict:
+        """This run's counts and throughput, for batch-summary.json."""
         wall = time.perf_counter() - self.started
         return {"ok": len(self.ok), "failed": self.failed, "skipped_as_done": self.skipped,
                 "media_hours": round(self.seconds_done / 3600, 4), "wall_seconds": round(wall, 2),
@@ -392,6 +454,7 @@ class Progress:
         self.update()
 
     def update(self, final: bool = False) -> None:
+        """Show the line now (on a terminal) or when due (in a log); `final` ends it."""
         if not self.enabled:
             return
         now, line = time.perf_counter(), self.tally.line()
@@ -403,16 +466,25 @@ class Progress:
         sys.stderr.flush()
 
 
-def run_batch(inputs: list[str], out: Path, recognition: Recognition, bundle_digest: str,
-              formats: list[str], workers: int | None = None, threads: int | None = None,
-              use_ray: bool = False, ray_address: str | None = None, force: bool = False,
-              show_progress: bool = True) -> dict:
+def run_batch(inputs: list[str], out: Path, recognition: Recognition, formats: list[str],
+              workers: int | None = None, threads: int | None = None, use_ray: bool = False,
+              ray_address: str | None = None, force: bool = False, show_progress: bool = True) -> dict:
     """Transcribe every input not already done into `out`; returns the summary (also saved as
-    `out/batch-summary.json`). Locally, `workers` x `threads` defaults to the cores (`pool_shape`); on Ray,
-    one thread per actor and as many actors as the cluster has CPUs. Ctrl-C stops at once, keeping every
-    file already written; a rerun goes on from there."""
+    `out/batch-summary.json`). A done file gets only the `formats` it lacks, from its saved result.
+    Locally, `workers` x `threads` defaults to the cores (`pool_shape`); on Ray, `threads` (1) CPUs per
+    actor and as many actors as the cluster has CPUs. Ctrl-C stops at once, keeping every file already
+    written; a rerun goes on from there."""
     jobs = collect(inputs)
-    todo = [j for j in jobs if force or not is_done(j, out, bundle_digest)]
+    if out.is_dir():
+        remove_stale_temporaries(out)
+    todo = []
+    for job in jobs:
+        job.stamp = stamp(job.source, recognition)
+        saved = None if force else saved_result(job, out)
+        if saved is None:
+            todo.append(job)
+        else:
+            write_formats(job, out, saved, formats, missing_only=True)
     measure(todo)
     tally = Tally(len(todo), sum(j.seconds for j in todo), skipped=len(jobs) - len(todo))
     progress = Progress(tally, show_progress)
@@ -420,9 +492,12 @@ def run_batch(inputs: list[str], out: Path, recognition: Recognition, bundle_dig
     def on_outcome(job: Job, outcome: dict) -> None:
         tally.seconds_done += job.seconds
         if outcome["ok"]:
-            save(job, out, outcome["result"], bundle_digest, formats)
-            tally.ok.append(job.name)
-        else:
+            try:
+                save(job, out, outcome["result"], formats)
+                tally.ok.append(job.name)
+            except OSError as exc:  # disk full, a name too long: this file's failure, not the batch's
+                outcome = {"ok": False, "exit_code": 1, "error": f"cannot write its outputs: {exc}"}
+        if not outcome["ok"]:
             tally.failed.append({"file": str(job.source), "exit_code": outcome["exit_code"],
                                  "error": outcome["error"]})
         progress.update()
@@ -443,8 +518,7 @@ def run_batch(inputs: list[str], out: Path, recognition: Recognition, bundle_dig
         interrupted = True
     progress.update(final=True)
     summary = {**engine, "files": len(jobs), **tally.summary(), "interrupted": interrupted,
-               "bundle": bundle_digest, "recognition": {k: v for k, v in asdict(recognition).items()
-                                                        if k in ("backend", "task", "precision")}}
+               "settings": recognition.settings()}
     write_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     if interrupted:
         raise KeyboardInterrupt

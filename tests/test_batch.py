@@ -60,6 +60,8 @@ def test_inputs_become_named_jobs(tmp_path, archive):
     (tmp_path / "m.jsonl").write_text('{"path": "x/talk.wav"}\n\n{"path": "talk.wav", "text": "ignored"}\n')
     assert [(j.name, j.source) for j in batch.collect([str(tmp_path / "m.jsonl")])] == [
         ("x/talk", tmp_path / "x/talk.wav"), ("talk", tmp_path / "talk.wav")]
+    (tmp_path / "x" / "up.jsonl").write_text('{"path": "../talk.wav"}\n')  # named below --out, never above
+    assert [j.name for j in batch.collect([str(tmp_path / "x" / "up.jsonl")])] == ["talk"]
     (tmp_path / "m.csv").write_text("path,speaker\nx/talk.wav,1\n")
     assert [j.name for j in batch.collect([str(tmp_path / "m.csv")])] == ["x/talk"]
     (tmp_path / "bad.csv").write_text("file\nx/talk.wav\n")
@@ -71,6 +73,11 @@ def test_inputs_become_named_jobs(tmp_path, archive):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no media files"):
         batch.collect([str(tmp_path / "empty")])
+    for year in ("2023", "2024"):  # two folders of one name would write the same outputs: refused
+        (tmp_path / year / "talks").mkdir(parents=True)
+        write_wav(tmp_path / year / "talks" / "t.wav", np.zeros(800))
+    with pytest.raises(UsageError, match="would both be written as talks/t.wav.json"):
+        batch.collect([str(tmp_path / "2023" / "talks"), str(tmp_path / "2024" / "talks")])
 
 
 def test_pool_shape_fills_the_cores_and_respects_memory(monkeypatch):
@@ -82,6 +89,8 @@ def test_pool_shape_fills_the_cores_and_respects_memory(monkeypatch):
     assert batch.pool_shape(100, 2, None) == (2, 4)
     monkeypatch.setattr(batch, "available_gib", lambda: 3.0)
     assert batch.pool_shape(100, None, None) == (2, 4)  # 1.2 GB a worker
+    monkeypatch.setattr(batch, "available_gib", lambda: float("inf"))  # no /proc/meminfo
+    assert batch.pool_shape(100, None, None) == (8, 1)
 
 
 def test_local_pool_equals_transcribe_skips_done_files_and_lists_failures(capsys, tmp_path, archive, dedr_bundle):
@@ -111,11 +120,18 @@ def test_local_pool_equals_transcribe_skips_done_files_and_lists_failures(capsys
     summary = json.loads((out / batch.SUMMARY).read_text())
     assert (summary["ok"], len(summary["failed"]), summary["skipped_as_done"]) == (0, 1, 3)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    # a changed file is done again; --force redoes all
+    # another format for done files: written from the saved results, nothing transcribed
+    main(["batch", str(archive), "--out", str(out), "--bundle", str(dedr_bundle), "--quiet", "--format", "vtt"])
+    summary = json.loads((out / batch.SUMMARY).read_text())
+    assert (summary["ok"], summary["skipped_as_done"]) == (0, 3) and (out / "talks" / "face.vtt").exists()
+    # other settings, a changed file: done again; --force redoes all
+    main(["batch", str(archive), "--out", str(out), "--bundle", str(dedr_bundle), "--quiet", "--task", "asr"])
+    assert json.loads((out / batch.SUMMARY).read_text())["ok"] == 3
     os.utime(archive / "a.wav", ns=(time.time_ns(), time.time_ns()))
-    main(["batch", str(archive), "--out", str(out), "--bundle", str(dedr_bundle), "--quiet"])
+    main(["batch", str(archive), "--out", str(out), "--bundle", str(dedr_bundle), "--quiet", "--task", "asr"])
     assert json.loads((out / batch.SUMMARY).read_text())["ok"] == 1
-    main(["batch", str(archive), "--out", str(out), "--bundle", str(dedr_bundle), "--quiet", "--force"])
+    main(["batch", str(archive), "--out", str(out), "--bundle", str(dedr_bundle), "--quiet", "--task", "asr",
+          "--force"])
     assert json.loads((out / batch.SUMMARY).read_text())["ok"] == 3
     capsys.readouterr()
 

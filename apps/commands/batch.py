@@ -18,11 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Transcribe folders (searched recursively), globs and manifests (JSONL with a "
                                    "\"path\" per line, CSV with a path column) into DIR: NAME.json per file (as "
                                    "`transcribe --json`) and NAME.FORMAT with --format, keeping the folder "
-                                   "structure. A file whose JSON is there (same file size, time and bundle) is "
-                                   "skipped, so a rerun after a crash or Ctrl-C goes on where it stopped; a "
-                                   "file that fails is listed in DIR/batch-summary.json and never stops the "
-                                   "batch. Exit codes: 0 every file done, 2 usage, 3 an input not found, "
-                                   "4 invalid bundle, 7 finished but some files failed, 130 interrupted.")
+                                   "structure. A file whose JSON is current (the same file size and time, bundle "
+                                   "and settings) is skipped, given only the formats it lacks, so a rerun after a "
+                                   "crash or Ctrl-C goes on where it stopped; a file that fails is listed in "
+                                   "DIR/batch-summary.json and never stops the batch. Exit codes: 0 every file "
+                                   "done, 2 usage, 3 an input not found, 4 invalid bundle, 7 finished but some "
+                                   "files failed, 130 interrupted.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="media files, folders, globs (quoted), manifests")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--format", action="append", choices=["txt", "srt", "vtt"], default=[],
@@ -34,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="worker processes (actors with --ray), each holding a recognizer (default: one per "
                            "core with --threads 1, at most one per 1.2 GB of free memory)")
     pool.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                      help="run on Ray Data (the [ray] extra): a new local cluster, or ADDRESS (ray://host:10001, "
-                           "host:6379, auto); every node needs the inputs and --bundle at the same paths")
+                      help="run on Ray Data (the [ray] extra): the cluster this machine belongs to (RAY_ADDRESS, or "
+                           "one started here with `ray start`), else a new local one; or ADDRESS (host:6379, auto, "
+                           "ray://host:10001); every node needs the inputs and --bundle at the same paths")
     pool.add_argument("--force", action="store_true", help="transcribe every file again, done or not")
     add_decoding_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -51,10 +53,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
     if (args.workers is not None and args.workers < 1) or (args.threads is not None and args.threads < 1):
         raise UsageError("--workers and --threads must be at least 1")
     digest = open_bundle(args).bundle.digest
-    recognition = Recognition(args.bundle, args.backend, args.device, 1, args.precision,
+    recognition = Recognition(args.bundle, digest, args.backend, args.device, 1, args.precision,
                               None if args.task == "auto" else args.task, decoding_options(args))
     out = Path(args.out)
-    summary = run_batch(args.inputs, out, recognition, digest, sorted(set(args.format)), args.workers,
+    summary = run_batch(args.inputs, out, recognition, sorted(set(args.format)), args.workers,
                         args.threads, use_ray=args.ray is not None,
                         ray_address=None if args.ray == "local" else args.ray, force=args.force,
                         show_progress=not args.quiet)
