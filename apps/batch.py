@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -347,9 +348,11 @@ def run_ray(jobs: list[Job], recognition: Recognition, workers: int | None, addr
     workers = min(workers or max(1, cpus // recognition.threads), len(jobs))
     dataset = ray.data.from_items([{"index": i, "source": str(j.source.resolve())} for i, j in enumerate(jobs)],
                                   override_num_blocks=len(jobs))
-    mapped = dataset.map_batches(_RayTranscriber, fn_constructor_kwargs={"recognition": recognition},
-                                 batch_size=1, concurrency=workers, num_cpus=recognition.threads,
-                                 max_restarts=2, max_task_retries=1)
+    with warnings.catch_warnings():  # Ray 2.60 names no parameter for restarts; its remote args still work
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+        mapped = dataset.map_batches(_RayTranscriber, fn_constructor_kwargs={"recognition": recognition},
+                                     batch_size=1, concurrency=workers, num_cpus=recognition.threads,
+                                     max_restarts=2, max_task_retries=1)
     returned = set()
     for row in mapped.iter_rows():
         returned.add(int(row["index"]))
