@@ -288,15 +288,16 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     model = LlamaSMoP(cfg)
     state_path = out / STATE
     pretrained = pretrained_parts(model)
-    if opts.init and not state_path.exists():
-        _load_weights(model, Path(opts.init))
-        log(f"starting from {opts.init}")
-    if opts.init_lips and not state_path.exists():
-        _load_weights(model, Path(opts.init_lips), prefix="video_encoder.")
-        log(f"the lip encoder from {opts.init_lips}")
-    elif pretrained and not state_path.exists():
-        load_pretrained(model, pretrained)
-        log(f"pretrained parts: {', '.join(pretrained)}")
+    if not state_path.exists():  # a resumed run takes every weight from its state below
+        if opts.init:
+            _load_weights(model, Path(opts.init))
+            log(f"starting from {opts.init}")
+        elif pretrained:
+            load_pretrained(model, pretrained)
+            log(f"pretrained parts: {', '.join(pretrained)}")
+        if opts.init_lips:
+            _load_weights(model, Path(opts.init_lips), prefix="video_encoder.")
+            log(f"the lip encoder from {opts.init_lips}")
     freeze_pretrained(model, pretrained)
     frozen_audio = AUDIO_ENCODER in pretrained
     if opts.audio_mode == "faithful" and not frozen_audio:
