@@ -85,8 +85,7 @@ def collect(inputs: Iterable[str]) -> list[Job]:
             found.append((path, path.name))
         elif glob.has_magic(arg):
             root = _literal_prefix(arg)
-            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True)
-                             if Path(m).is_file() and Path(m).suffix.lower() in MEDIA_SUFFIXES)
+            matches = sorted(m for m in map(Path, glob.glob(arg, recursive=True)) if _is_media(m))
             if not matches:
                 raise UsageError(f"{arg}: no media file matches")
             found += [(m, str(m.relative_to(root))) for m in matches]
@@ -104,8 +103,13 @@ def collect(inputs: Iterable[str]) -> list[Job]:
     return jobs
 
 
+def _is_media(path: Path) -> bool:
+    """A file whose extension is a media format's (what folders and globs are searched for)."""
+    return path.is_file() and path.suffix.lower() in MEDIA_SUFFIXES
+
+
 def _media_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+    return sorted(p for p in folder.rglob("*") if _is_media(p))
 
 
 def _literal_prefix(pattern: str) -> Path:
@@ -395,8 +399,7 @@ def pool_shape(files: int, workers: int | None, threads: int | None) -> tuple[in
     cores = available_cores()
     if workers is None:
         workers = cores // threads if threads else cores
-        by_memory = available_gib() / GIB_PER_WORKER
-        workers = max(1, min(workers, files, int(by_memory) if by_memory < workers else workers))
+        workers = max(1, int(min(workers, files, available_gib() / GIB_PER_WORKER)))
     return workers, threads or max(1, cores // workers)
 
 
