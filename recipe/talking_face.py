@@ -80,12 +80,11 @@ class FaceRig:
 
     @classmethod
     def from_photo(cls, photo: np.ndarray) -> "FaceRig":
-        from smop_edge.runtime.lip_cropper import FaceMeshDetector, quiet_native_logs
+        from smop_edge.runtime.lip_cropper import FaceMeshDetector
 
-        with quiet_native_logs():
-            detector = FaceMeshDetector(max_faces=1)
-            faces = detector(photo)
-            detector.close()
+        detector = FaceMeshDetector(max_faces=1)
+        faces = detector(photo)
+        detector.close()
         if not faces:
             raise ValueError("no face found in the photo")
         m = faces[0]

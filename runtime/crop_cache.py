@@ -1,5 +1,6 @@
 """Mouth crops cached on disk, so that evaluation at several noise levels and training epochs crop
-each video once. A cache entry is keyed by the file's path, size and modification time."""
+each video once. A cache entry is keyed by the file's path, size and modification time, and the cropper's
+version (crops from another cropper are never mixed in)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import numpy as np
 from . import media
 
 
+CROPPER_VERSION = 2  # 2: mediapipe's models run by OpenVINO with landmark tracking (1: mediapipe's own graphs)
+
+
 def _key(path: Path) -> str:
     st = path.stat()
-    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:cropper{CROPPER_VERSION}".encode()).hexdigest()[:20]
 
 
 def beside(manifest: str | Path) -> Path:

@@ -11,10 +11,7 @@ for 48 / 54, the lip rings for 48-67).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -36,6 +33,7 @@ LIPS = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0
         78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191]
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 SMOOTH_WINDOW = 12  # frames, as the reference's window_margin
+MAX_TILT = np.radians(60)  # a detection whose eye line is steeper is taken for a false one (upside-down "faces")
 
 
 def key_points(mesh: np.ndarray) -> np.ndarray:
@@ -85,25 +83,6 @@ def interpolate(track: np.ndarray, found: np.ndarray) -> np.ndarray:
     return filled.reshape(track.shape).astype(np.float32)
 
 
-@contextlib.contextmanager
-def quiet_native_logs():
-    """mediapipe's C++ side (TFLite, absl) writes info lines straight to file descriptor 2; hide them
-    while it runs (SMOP_EDGE_DEBUG=1 keeps them)."""
-    if os.environ.get("SMOP_EDGE_DEBUG"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 @dataclass
 class FaceTrack:
     points: np.ndarray  # [T, 6, 2] key points (NaN where missing)
@@ -118,91 +97,77 @@ class FaceTrack:
 class FaceMeshDetector:
     """Face Mesh landmarks for every face in a frame, small faces included.
 
-    Face Mesh's own detector only sees faces that fill much of the frame, so faces are found with the
-    full-range face detector (on the whole frame, then on overlapping tiles), and the mesh runs on a
-    crop around each face; later frames reuse the previous frame's boxes (tracking) and detection runs
-    again every `redetect_every` frames or when a face is lost."""
+    Faces are found with the full-range detector (on the whole frame, then on overlapping tiles for faces
+    too small for it) and tracked: later frames take their landmark crop from the previous frame's
+    landmarks, and detection runs again every `redetect_every` frames (new faces) or when a face is lost;
+    with no face in view it runs every `search_every` frames (searching a 720p frame's tiles takes ~120 ms)."""
 
-    def __init__(self, max_faces: int = 4, redetect_every: int = 25) -> None:
-        import mediapipe as mp
+    def __init__(self, max_faces: int = 4, redetect_every: int = 25, search_every: int = 5) -> None:
+        from .face_mesh import FaceDetector, FaceLandmarker
 
-        self.max_faces, self.redetect_every = max_faces, redetect_every
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                                     refine_landmarks=False, min_detection_confidence=0.3)
-        self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
-        self._boxes: list[tuple[float, float, float]] = []  # (centre x, centre y, side) per tracked face
-        self._since_detect = 0
+        self.max_faces, self.redetect_every, self.search_every = max_faces, redetect_every, search_every
+        self._detector, self._landmarker = FaceDetector(), FaceLandmarker()
+        self._rois: list = []  # face_mesh.Roi per tracked face
+        self._since_detect = search_every  # the first frame is searched
 
     def __call__(self, rgb: np.ndarray) -> list[np.ndarray]:
         """All faces in one RGB frame as [468, 2] pixel coordinates."""
+        from .face_mesh import MIN_TRACKED_PRESENCE, Roi
+
         rgb = np.ascontiguousarray(rgb)
-        self._since_detect += 1
-        faces = [f for f in (self._mesh_in(rgb, box) for box in self._boxes) if f is not None]
-        if len(faces) < len(self._boxes) or not faces or self._since_detect >= self.redetect_every:
+        tracked = (self._landmarker(rgb, roi, MIN_TRACKED_PRESENCE) for roi in self._rois)
+        faces = _distinct([f for f in tracked if f is not None])
+        lost = len(faces) < len(self._rois)
+        if lost or self._since_detect >= (self.redetect_every if faces else self.search_every):
             self._since_detect = 0
-            known = [key_points(f)[5] for f in faces]
-            for box in self._detect(rgb):
-                if all(np.linalg.norm(np.array(box[:2]) - k) > box[2] / 3 for k in known):
-                    mesh = self._mesh_in(rgb, box)
-                    if mesh is not None:
-                        faces.append(mesh)
-                        known.append(key_points(mesh)[5])
+            faces = _distinct(faces + self._search(rgb, [Roi.of_mesh(f).centre for f in faces]))
+        self._since_detect += 1
         faces = faces[: self.max_faces]
-        self._boxes = [self._box_of(f) for f in faces]
+        self._rois = [Roi.of_mesh(f) for f in faces]
         return faces
 
-    @staticmethod
-    def _box_of(mesh: np.ndarray) -> tuple[float, float, float]:
-        lo, hi = mesh.min(0), mesh.max(0)
-        centre = (lo + hi) / 2
-        return float(centre[0]), float(centre[1]), float((hi - lo).max())
-
-    def _mesh_in(self, rgb: np.ndarray, box: tuple[float, float, float]) -> np.ndarray | None:
-        """Mesh on a square crop of 1.6 x the face around `box`, mapped back to frame pixels."""
-        import cv2
+    def _search(self, rgb: np.ndarray, known: list[np.ndarray]) -> list[np.ndarray]:
+        """Faces not among `known` (face centres): detections on the whole frame, checked by the landmark
+        model; only when the whole frame shows no face at all, on overlapping tiles of half its height."""
+        from .face_mesh import Roi
 
         h, w = rgb.shape[:2]
-        cx, cy, side = box
-        half = side * 0.8
-        x0, y0, x1, y1 = int(max(0, cx - half)), int(max(0, cy - half)), int(min(w, cx + half)), int(min(h, cy + half))
-        if x1 - x0 < 16 or y1 - y0 < 16:
-            return None
-        crop = cv2.resize(rgb[y0:y1, x0:x1], (256, 256), interpolation=cv2.INTER_LINEAR)
-        result = self._mesh.process(crop)
-        if not result.multi_face_landmarks:
-            return None
-        pts = np.array([(p.x * 256, p.y * 256) for p in result.multi_face_landmarks[0].landmark], np.float32)
-        return pts * np.array([(x1 - x0) / 256, (y1 - y0) / 256], np.float32) + np.array([x0, y0], np.float32)
-
-    def _detect(self, rgb: np.ndarray) -> list[tuple[float, float, float]]:
-        """Face boxes from the full-range detector: whole frame, then overlapping tiles, merged."""
-        h, w = rgb.shape[:2]
-        boxes = self._detect_in(rgb, 0, 0)
         tile = min(h, w) // 2
-        if not boxes and tile >= 64:
-            step = tile // 2
-            for y in range(0, max(1, h - step), step):
-                for x in range(0, max(1, w - step), step):
-                    boxes += self._detect_in(rgb[y:y + tile, x:x + tile], x, y)
-        merged: list[tuple[float, float, float]] = []
-        for box in sorted(boxes, key=lambda b: -b[2]):
-            if all(np.hypot(box[0] - m[0], box[1] - m[1]) > m[2] / 2 for m in merged):
-                merged.append(box)
-        return merged
-
-    def _detect_in(self, image: np.ndarray, x0: int, y0: int) -> list[tuple[float, float, float]]:
-        h, w = image.shape[:2]
-        found = self._detector.process(np.ascontiguousarray(image))
-        out = []
-        for det in found.detections or []:
-            b = det.location_data.relative_bounding_box
-            out.append((x0 + (b.xmin + b.width / 2) * w, y0 + (b.ymin + b.height / 2) * h,
-                        1.2 * max(b.width * w, b.height * h)))
-        return out
+        tiles = [(x, y) for y in range(0, max(1, h - tile // 2), tile // 2)
+                 for x in range(0, max(1, w - tile // 2), tile // 2)] if tile >= 64 else []
+        found: list[np.ndarray] = []
+        seen = False  # a face (known or new) on the whole frame: no tiles
+        for x, y, size in [(0, 0, None), *((x, y, tile) for x, y in tiles)]:
+            if seen and size:
+                break
+            for det in self._detector(rgb if size is None else rgb[y:y + size, x:x + size]):
+                det.box += np.array([x, y, x, y], np.float32)
+                det.keypoints += np.array([x, y], np.float32)
+                centre, side = (det.box[:2] + det.box[2:]) / 2, float(max(det.box[2:] - det.box[:2]))
+                if any(np.linalg.norm(centre - k) < side / 2 for k in known):
+                    seen = seen or size is None
+                    continue
+                roi = Roi.of_detection(det)
+                mesh = self._landmarker(rgb, roi) if abs(roi.angle) < MAX_TILT else None
+                if mesh is not None:
+                    found.append(mesh)
+                    known.append(Roi.of_mesh(mesh).centre)
+                    seen = seen or size is None
+        return found
 
     def close(self) -> None:
-        self._mesh.close()
-        self._detector.close()
+        """Nothing to release (kept so that callers may close any detector)."""
+
+
+def _distinct(faces: list[np.ndarray]) -> list[np.ndarray]:
+    """Faces without repeats: a face whose mouth lies within an earlier face's landmarks' box is that face
+    again (found twice by overlapping tiles, a part of it detected as a face, or two converged tracks)."""
+    kept: list[np.ndarray] = []
+    for f in faces:
+        mouth = key_points(f)[5]
+        if not any((g.min(0) <= mouth).all() and (mouth <= g.max(0)).all() for g in kept):
+            kept.append(f)
+    return kept
 
 
 def track_faces(frames: Iterable[np.ndarray], detector: FaceMeshDetector,
@@ -307,8 +272,7 @@ class SegmentCropper:
                  causal: bool = False, detector: FaceMeshDetector | None = None,
                  progress: Callable[[str, int], None] | None = None) -> None:
         self._own = detector is None
-        with quiet_native_logs():
-            self._detector = detector or FaceMeshDetector()
+        self._detector = detector or FaceMeshDetector()
         self._marks, self._warp = iter(frames()), iter(frames())
         self.video_rms, self.causal, self.progress = video_rms, causal, progress
         self.position = 0  # frames consumed by both passes
@@ -326,8 +290,7 @@ class SegmentCropper:
             pass
         want = None if end is None else end - start
         report = (lambda stage, n: self.progress(stage, start + n)) if self.progress else None
-        with quiet_native_logs():
-            tracks, n = track_faces(itertools.islice(self._marks, want), self._detector, report)
+        tracks, n = track_faces(itertools.islice(self._marks, want), self._detector, report)
         self.position = start + n
         self.exhausted = want is None or n < want
         energy = None if self.video_rms is None else self.video_rms[start: start + n]
@@ -374,8 +337,7 @@ class LiveLipCropper:
 
     def __init__(self, window: int = SMOOTH_WINDOW, detector: FaceMeshDetector | None = None) -> None:
         self.window = window
-        with quiet_native_logs():
-            self._detector = detector or FaceMeshDetector()
+        self._detector = detector or FaceMeshDetector()
         self._history: list[np.ndarray] = []
         self.found = 0
         self.transform: np.ndarray | None = None
@@ -383,8 +345,7 @@ class LiveLipCropper:
     def push(self, frame: np.ndarray) -> np.ndarray | None:
         import cv2
 
-        with quiet_native_logs():
-            faces = self._detector(frame)
+        faces = self._detector(frame)
         if faces:
             points = [key_points(f) for f in faces]
             if self._history:  # stay with the face we were following

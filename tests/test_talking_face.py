@@ -7,7 +7,7 @@ import pytest
 
 from smop_edge.recipe.talking_face import FaceRig, parse_psdur, render, viseme_track
 from smop_edge.runtime.lip_cropper import (FaceMeshDetector, crop_mouths_with_transforms, key_points,
-                                           mouth_opening, quiet_native_logs)
+                                           mouth_opening)
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,9 @@ def test_phone_timings_become_a_viseme_track(spoken):
 
 def test_measured_mouth_opening_follows_the_commanded_one(spoken):
     _, _, track, frames = spoken
-    with quiet_native_logs():
-        detector = FaceMeshDetector()
-        measured = np.array([mouth_opening(f[0]) if (f := detector(frame)) else np.nan for frame in frames])
-        detector.close()
+    detector = FaceMeshDetector()
+    measured = np.array([mouth_opening(f[0]) if (f := detector(frame)) else np.nan for frame in frames])
+    detector.close()
     found = ~np.isnan(measured)
     assert found.all()
     r = np.corrcoef(track[:, 0], measured)[0, 1]
@@ -54,13 +53,12 @@ def test_crops_of_a_talking_face_stay_put(spoken):
     assert scales.std() / scales.mean() < 0.03  # jaw motion does not rescale the crop
     # like the reference, the crop is centred on the (smoothed) mouth centroid, which drops with the jaw;
     # its error against each frame's own detected centroid is the jitter
-    with quiet_native_logs():
-        detector = FaceMeshDetector()
-        errors = []
-        for frame, m in zip(frames, transforms):
-            centroid = key_points(detector(frame)[0])[5]
-            errors.append(np.linalg.norm(m[:, :2] @ centroid + m[:, 2] - 48))
-        detector.close()
+    detector = FaceMeshDetector()
+    errors = []
+    for frame, m in zip(frames, transforms):
+        centroid = key_points(detector(frame)[0])[5]
+        errors.append(np.linalg.norm(m[:, :2] @ centroid + m[:, 2] - 48))
+    detector.close()
     assert max(errors) < 3.0, max(errors)
 
 
