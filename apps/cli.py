@@ -16,6 +16,10 @@ from .commands import eval as eval_  # the module, not the builtin
 # in the order `smop-edge --help` lists them: inspect init export verify transcribe crop batch live synth train eval
 # bench
 _COMMANDS = (inspect, export, transcribe, batch, live, recipe, eval_, bench)
+# the extra that brings each optional top-level module (a command that needs one says which to install)
+_EXTRAS = {**dict.fromkeys(("torch", "transformers", "onnx", "onnxscript", "nncf", "optimum", "safetensors",
+                            "skimage", "matplotlib"), "export"),
+           **dict.fromkeys(("ray", "pyarrow"), "ray"), **dict.fromkeys(("PySide6", "sounddevice"), "app")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("smop-edge: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None or os.environ.get("SMOP_EDGE_DEBUG"):
+            raise
+        print(f"smop-edge: error: {args.command} needs the [{extra}] extra (pip install 'smop-edge[{extra}]'): "
+              f"no module named '{exc.name}'", file=sys.stderr)
+        return 2
     except Exception as exc:  # never a traceback for users; SMOP_EDGE_DEBUG=1 shows it
         if os.environ.get("SMOP_EDGE_DEBUG"):
             raise

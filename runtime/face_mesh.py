@@ -10,9 +10,11 @@ the next frame's crop comes from this frame's landmarks, as mediapipe's Face Mes
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,16 +34,63 @@ _cell = (np.arange(48, dtype=np.float32) + 0.5) / 48
 ANCHORS = np.stack(np.meshgrid(_cell, _cell), -1).reshape(-1, 2)  # (x, y) cell centres, rows by y
 
 
+# The models as the mediapipe 0.10.21 wheel ships them (Apache-2.0); any other copy is refused.
+MEDIAPIPE = "mediapipe==0.10.21"
+MODEL_SHA256 = {DETECTOR_FILE: "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+                LANDMARK_FILE: "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"}
+
+
+def _holds_models(folder: Path) -> bool:
+    return all((folder / name).is_file() and hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+               for name, digest in MODEL_SHA256.items())
+
+
+def fetched_dir() -> Path:
+    """Where `python -m smop_edge.runtime.face_mesh` puts the models: inside this Python environment."""
+    return Path(sys.prefix) / "share" / "smop-edge" / MEDIAPIPE.replace("==", "-")
+
+
 def model_dir() -> Path:
-    """The folder holding mediapipe's face models: $SMOP_EDGE_FACE_MODELS, else the installed mediapipe
-    package's `modules/` (found without importing mediapipe)."""
+    """The folder holding mediapipe's face models: $SMOP_EDGE_FACE_MODELS, else an installed mediapipe
+    package's `modules/` (found without importing it), else the copy fetched into this environment."""
     if env := os.environ.get("SMOP_EDGE_FACE_MODELS"):
         return Path(env)
     spec = importlib.util.find_spec("mediapipe")
     if spec is not None and spec.submodule_search_locations:
-        return Path(list(spec.submodule_search_locations)[0]) / "modules"
-    raise InputError("the face models are missing: install mediapipe (0.10.21 on x86_64, 0.10.18 on aarch64) "
-                     "or point SMOP_EDGE_FACE_MODELS at a folder with " f"{DETECTOR_FILE} and {LANDMARK_FILE}")
+        installed = Path(list(spec.submodule_search_locations)[0]) / "modules"
+        if _holds_models(installed):
+            return installed
+    if _holds_models(fetched_dir()):
+        return fetched_dir()
+    raise InputError("mediapipe's face models are missing: run `python -m smop_edge.runtime.face_mesh` once (it "
+                     f"takes them from the {MEDIAPIPE} wheel on PyPI), or point SMOP_EDGE_FACE_MODELS at a folder "
+                     f"with {DETECTOR_FILE} and {LANDMARK_FILE}")
+
+
+def fetch_models(dest: Path | None = None) -> Path:
+    """Take the two models out of the mediapipe 0.10.21 wheel (downloaded from the package registry with pip,
+    for x86_64 whatever this machine is: the .tflite files are the same everywhere) and check their digests.
+    The wheel itself is never installed: mediapipe needs numpy < 2 and CPython <= 3.12."""
+    import subprocess
+    import tempfile
+    import zipfile
+
+    dest = dest or fetched_dir()
+    if _holds_models(dest):
+        return dest
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "--platform", "manylinux_2_28_x86_64", "--python-version", "3.12", "-d", tmp, MEDIAPIPE],
+                       check=True)
+        wheel = next(Path(tmp).glob("mediapipe-*.whl"))
+        with zipfile.ZipFile(wheel) as z:
+            for name, digest in MODEL_SHA256.items():
+                data = z.read(f"mediapipe/modules/{name}")
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise InputError(f"{name} in {wheel.name} does not have the expected sha256")
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                (dest / name).write_bytes(data)
+    return dest
 
 
 def _cache_dir() -> Path | None:
@@ -83,16 +132,24 @@ class Roi:
     angle: float
 
     @classmethod
+    def on_grid(cls, centre: np.ndarray, size: float, angle: float) -> "Roi":
+        """A region on a grid of whole pixels and half degrees: sub-pixel moves of the region only add noise,
+        and on the grid the tiny numeric differences between machines and library versions (OpenCV 4.11 vs
+        4.14 moved tracked landmarks by up to 0.76 px after 35 frames) stop feeding back through tracking."""
+        return cls(np.round(centre).astype(np.float32), float(round(size)), math.radians(round(math.degrees(angle) * 2) / 2))
+
+    @classmethod
     def of_detection(cls, det: Detection) -> "Roi":
         (x0, y0, x1, y1), (eye_r, eye_l) = det.box, det.keypoints[:2]
-        return cls(np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float32), ROI_SCALE * max(x1 - x0, y1 - y0),
-                   math.atan2(eye_l[1] - eye_r[1], eye_l[0] - eye_r[0]))
+        return cls.on_grid(np.array([(x0 + x1) / 2, (y0 + y1) / 2]), ROI_SCALE * max(x1 - x0, y1 - y0),
+                           math.atan2(eye_l[1] - eye_r[1], eye_l[0] - eye_r[0]))
 
     @classmethod
     def of_mesh(cls, mesh: np.ndarray) -> "Roi":
+        """The next frame's region from this frame's landmarks."""
         lo, hi = mesh.min(0), mesh.max(0)
-        return cls((lo + hi) / 2, ROI_SCALE * float((hi - lo).max()),
-                   math.atan2(mesh[263, 1] - mesh[33, 1], mesh[263, 0] - mesh[33, 0]))
+        return cls.on_grid((lo + hi) / 2, ROI_SCALE * float((hi - lo).max()),
+                           math.atan2(mesh[263, 1] - mesh[33, 1], mesh[263, 0] - mesh[33, 0]))
 
     def to_model(self) -> np.ndarray:
         """2 x 3 matrix taking image pixels into the model's 192 x 192 input (the ROI levelled)."""
@@ -170,3 +227,10 @@ class FaceLandmarker:
         pts = out[0].reshape(468, 3)[:, :2]
         back = cv2.invertAffineTransform(m)
         return (pts @ back[:, :2].T + back[:, 2]).astype(np.float32)
+
+
+if __name__ == "__main__":  # set-up: make the models available to this environment (a no-op when they are)
+    try:
+        print(model_dir())
+    except InputError:
+        print(fetch_models())

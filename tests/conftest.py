@@ -57,6 +57,7 @@ class CheckpointFactory:
 
 @pytest.fixture(scope="session")
 def make_checkpoint(tmp_path_factory, base_vocab) -> CheckpointFactory:
+    pytest.importorskip("torch", reason="checkpoints need the [export] extra (a runtime-only environment)")
     return CheckpointFactory(tmp_path_factory.mktemp("ckpt"), base_vocab)
 
 
