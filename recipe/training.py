@@ -40,7 +40,7 @@ from smop_edge.runtime.scoring import corpus_wer
 from smop_edge.runtime.tokenizer import TextTokenizer, load_tokenizer
 
 from . import audio_cache, curves
-from .corpus import WORDS, sample_words
+from .corpus import WORDS, read_manifest, sample_words
 from .word_bank import SILENCE, WordBank, frame_labels
 from .train_data import Augment, Batch, Example, batches, load_examples, make_batch
 
@@ -274,6 +274,9 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
     """Train (or resume) into `out`; returns the path of the final official-layout checkpoint (and draws
     the curves into curves.png). With a `word_bank` folder, `opts.composed_share` of the ASR batches are
     utterances composed from it (all of them during the length curriculum)."""
+    for m in (manifest, dev_manifest):  # a missing or unreadable manifest fails before anything is written
+        if m is not None:
+            read_manifest(m)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "options.json").write_text(json.dumps(asdict(opts), indent=2))
