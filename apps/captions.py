@@ -54,7 +54,7 @@ class CaptionWindow(QMainWindow):
     """`open_recognizer(bundle)` gives a recognizer; `make_sources(mic, camera, file)` the engine's sources."""
 
     def __init__(self, open_recognizer: Callable, make_sources: Callable, microphones: list[tuple[str, object]],
-                 cameras: list[int], file: str | None = None, bundle: str | None = None,
+                 cameras: list[int | str], file: str | None = None, bundle: str | None = None,
                  stream_options: StreamOptions | None = None) -> None:
         super().__init__()
         self.setWindowTitle("smop-edge live captions")

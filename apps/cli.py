@@ -10,12 +10,12 @@ import sys
 
 from smop_edge.runtime.errors import SmopEdgeError
 
-from .commands import batch, bench, export, inspect, live, recipe, transcribe
+from .commands import batch, bench, export, inspect, live, pi, recipe, transcribe
 from .commands import eval as eval_  # the module, not the builtin
 
-# in the order `smop-edge --help` lists them: inspect init export verify transcribe crop batch live synth train eval
-# bench
-_COMMANDS = (inspect, export, transcribe, batch, live, recipe, eval_, bench)
+# in the order `smop-edge --help` lists them: inspect init export verify transcribe crop batch live pi synth train
+# eval bench
+_COMMANDS = (inspect, export, transcribe, batch, live, pi, recipe, eval_, bench)
 # the extra that brings each optional top-level module (a command that needs one says which to install)
 _EXTRAS = {**dict.fromkeys(("torch", "transformers", "onnx", "onnxscript", "nncf", "optimum", "safetensors",
                             "skimage", "matplotlib"), "export"),

@@ -13,7 +13,10 @@ sample ends in a decoded utterance or a silence (`LiveSummary`: samples in = dec
 from __future__ import annotations
 
 import queue
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -107,7 +110,7 @@ def _sounddevice():
 class MicrophoneSource:
     """A PortAudio input device (sounddevice), mono, at the device's own rate (the stream resamples)."""
 
-    realtime = True
+    realtime, has_video = True, False
 
     def __init__(self, device: int | str | None = None, block: float = 0.02) -> None:
         sd = _sounddevice()
@@ -143,7 +146,7 @@ class MicrophoneSource:
 class CameraSource:
     """An OpenCV camera (`cv2.VideoCapture(index)`), frames converted to RGB, timed by the wall clock."""
 
-    realtime = True
+    realtime, has_video, has_audio = True, True, False
 
     def __init__(self, index: int = 0) -> None:
         cv2 = _quiet_cv2()
@@ -162,6 +165,89 @@ class CameraSource:
                 put(VideoFrame(now - origin, np.ascontiguousarray(bgr[..., ::-1]), now))
         finally:
             self._capture.release()
+
+
+class LibcameraSource:
+    """A Raspberry Pi camera through libcamera: `rpicam-vid` (Raspberry Pi OS's camera app) writes raw I420
+    frames to a pipe, converted here to RGB and timed by the wall clock. A pipe rather than Picamera2: that
+    module comes only from the system's packages (for the system's Python and numpy), a program works with
+    any venv. `command` replaces the program (tests feed recorded frames through it)."""
+
+    realtime, has_video, has_audio = True, True, False
+    PROGRAMS = ("rpicam-vid", "libcamera-vid")  # the second: its name before Raspberry Pi OS bookworm
+
+    def __init__(self, width: int = 640, height: int = 480, fps: int = VIDEO_FPS,
+                 command: list[str] | None = None) -> None:
+        if width % 64 or height % 2:  # wider rows would carry the camera's stride padding into the pipe
+            raise UsageError(f"the Pi camera's width must be a multiple of 64 and its height even, not "
+                             f"{width}x{height}")
+        self.width, self.height = width, height
+        if command is None:
+            program = next((p for p in self.PROGRAMS if shutil.which(p)), None)
+            if program is None:
+                raise InputError("no Raspberry Pi camera program (rpicam-vid; Raspberry Pi OS: "
+                                 "sudo apt install rpicam-apps-lite)")
+            command = [program, "--nopreview", "--verbose", "0", "--timeout", "0", "--codec", "yuv420", "--flush",
+                       "--width", str(width), "--height", str(height), "--framerate", str(fps), "--output", "-"]
+        self.command = command
+
+    def run(self, put: Put, stop: threading.Event, origin: float) -> None:
+        cv2 = _quiet_cv2()
+        size = self.width * self.height * 3 // 2
+        log = tempfile.TemporaryFile()  # not a pipe: a full pipe would stall the camera program
+        process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=log, bufsize=0)
+        try:
+            while not stop.is_set():
+                data = _read_exactly(process.stdout, size)
+                if data is None:
+                    process.wait()
+                    log.seek(0)
+                    error = log.read().decode(errors="replace").strip().splitlines()
+                    raise InputError(f"the Pi camera stopped ({self.command[0]}"
+                                     f"{': ' + error[-1] if error else ''})")
+                now = time.monotonic()
+                i420 = np.frombuffer(data, np.uint8).reshape(self.height * 3 // 2, self.width)
+                put(VideoFrame(now - origin, cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420), now))
+        finally:
+            process.kill()
+            process.wait()
+            log.close()
+
+    @classmethod
+    def cameras(cls) -> list[str]:
+        """The cameras libcamera sees (`rpicam-vid --list-cameras`), one line each; empty without its program."""
+        program = next((p for p in cls.PROGRAMS if shutil.which(p)), None)
+        if program is None:
+            return []
+        try:
+            listed = subprocess.run([program, "--list-cameras"], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        return [line.strip() for line in listed.stdout.splitlines() if line.strip()[:1].isdigit() and " : " in line]
+
+
+def _read_exactly(pipe, size: int) -> bytes | None:
+    """`size` bytes from a pipe, or None at its end."""
+    parts, left = [], size
+    while left:
+        part = pipe.read(left)
+        if not part:
+            return None
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def camera_source(spec: str | int | None):
+    """The camera a `--camera` value names: an OpenCV index, `pi` (libcamera), or None/`auto`: a Pi camera
+    where libcamera sees one, else OpenCV's camera 0 (InputError without a camera)."""
+    if spec in (None, "auto"):
+        return LibcameraSource() if LibcameraSource.cameras() else CameraSource(0)
+    if spec == "pi":
+        return LibcameraSource()
+    if isinstance(spec, int) or str(spec).isdigit():
+        return CameraSource(int(spec))
+    raise UsageError(f"--camera takes a camera index, 'pi' or 'auto', not {spec!r}")
 
 
 def _quiet_cv2():
@@ -184,13 +270,14 @@ def microphones() -> list[tuple[str, int]]:
     return sorted(found, key=lambda item: item[1] != default)
 
 
-def cameras(count: int = 4) -> list[int]:
-    """Indices of the cameras OpenCV opens (/dev/video* on Linux, else the first `count`)."""
+def cameras(count: int = 4) -> list[int | str]:
+    """What `--camera` can name: "pi" where libcamera sees a camera, then the indices OpenCV opens
+    (/dev/video* on Linux, else the first `count`)."""
     cv2 = _quiet_cv2()
     linux = sys.platform.startswith("linux") and Path("/dev").is_dir()
     candidates = sorted(int(p.name[5:]) for p in Path("/dev").glob("video*") if p.name[5:].isdigit()) \
         if linux else range(count)
-    found = []
+    found: list[int | str] = ["pi"] if LibcameraSource.cameras() else []
     for index in candidates:
         capture = cv2.VideoCapture(index)
         if capture.isOpened():
@@ -302,6 +389,10 @@ class LiveSummary:
 _DONE = object()
 
 
+class _CameraLost(Exception):
+    """A video-only source ended with an error (carried to the worker, which says so and goes on)."""
+
+
 class LiveEngine:
     """Feeds one `Stream` from sources (each in its capture thread) in a worker thread; events go to
     `on_event` (called in the worker) or, without it, to the `events` queue; `on_frame` sees each video
@@ -332,6 +423,7 @@ class LiveEngine:
         self._queued = 0.0  # seconds of audio waiting in the queue
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._finished = threading.Event()  # the worker is done: summary filled, nothing left to decode
         self._threads: list[threading.Thread] = []
         self._fed: deque[tuple[int, float]] = deque()  # (samples fed so far, capture time of that chunk)
         self._agreement = LocalAgreement()
@@ -350,9 +442,7 @@ class LiveEngine:
             thread = threading.Thread(target=self._capture, args=(source, origin), daemon=True,
                                       name=f"capture-{type(source).__name__}")
             self._threads.append(thread)
-        worker = threading.Thread(target=self._work, daemon=True, name="live-worker")
-        self._worker = worker
-        worker.start()
+        threading.Thread(target=self._work, daemon=True, name="live-worker").start()
         for thread in self._threads:
             thread.start()
         return self
@@ -372,11 +462,12 @@ class LiveEngine:
         self._stop.set()
 
     def is_alive(self) -> bool:
-        return self._worker.is_alive()
+        return not self._finished.is_set()
 
     def join(self, timeout: float | None = None) -> LiveSummary | None:
-        self._worker.join(timeout)
-        if self._worker.is_alive():
+        # an Event, not Thread.join: on CPython 3.11 a KeyboardInterrupt (Ctrl-C, SIGTERM) that lands inside a
+        # thread's join marks the thread as ended, and later joins return while it still decodes
+        if not self._finished.wait(timeout):
             return None
         if self.error is not None:
             raise self.error
@@ -409,6 +500,9 @@ class LiveEngine:
     def _capture(self, source, origin: float) -> None:
         try:
             source.run(self._put if source.realtime else self._put_when_room, self._stop, origin)
+        except InputError as exc:
+            # a camera that fails (unplugged, its program ended) leaves the audio: captions go on without lips
+            self._queue.put(exc if getattr(source, "has_audio", True) else _CameraLost(str(exc)))
         except BaseException as exc:  # noqa: BLE001 - handed to the worker, raised by join()
             self._queue.put(exc)
         finally:
@@ -430,6 +524,9 @@ class LiveEngine:
                 for item in items:
                     if item is _DONE:
                         running -= 1
+                    elif isinstance(item, _CameraLost):
+                        self._emit(LiveEvent("state", state="audio-only", message=f"{item}: captions from the "
+                                                                                  "audio alone"))
                     elif isinstance(item, BaseException):
                         self._stop.set()
                         raise item
@@ -450,6 +547,7 @@ class LiveEngine:
             summary.frames_in = s.frames_received
             summary.overflows = sum(getattr(src, "overflows", 0) for src in self.sources)
             summary.wall_seconds = time.monotonic() - self._began
+            self._finished.set()
 
     def _feed(self, item) -> None:
         if isinstance(item, VideoFrame):
