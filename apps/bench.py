@@ -27,6 +27,7 @@ from smop_edge.runtime.errors import BundleError, UsageError
 from smop_edge.runtime.scoring import corpus_wer
 
 from . import machine_limits
+from .board import BoardInfo, board_info
 
 Log = Callable[[str], None]
 
@@ -103,13 +104,15 @@ class BenchOptions:
 
 
 # ---- sources: checkpoints, bundle variants, inputs --------------------------------------------------
+NO_CHECKPOINT = ("needs the checkpoint the bundle came from (not found next to it: --checkpoint) and the [export] "
+                 "extra; --preset pi runs the bundle alone")
 @dataclass
 class Source:
     """The model under test: its config, checkpoint (torch and exports), tokenizer, the deployment
     audio mode, and a given bundle that serves the configurations it matches."""
 
     config: dict[str, Any]
-    checkpoint: Path
+    checkpoint: Path | None  # None: only the given bundle can run (no torch row, no exported variants)
     tokenizer: Path
     audio_mode: str
     bundle: Bundle | None
@@ -137,9 +140,6 @@ def bundle_source(opts: BenchOptions) -> Source:
     if not checkpoint:
         name = bundle.manifest.source.get("checkpoint")
         checkpoint = next((f / name for f in (bundle.path, bundle.path.parent) if name and (f / name).is_file()), None)
-        if checkpoint is None:
-            raise UsageError(f"cannot find the checkpoint bundle {bundle.path} was exported from "
-                             f"({name or 'not recorded'}): pass --checkpoint")
     return Source(bundle.config.to_dict(), checkpoint, bundle.file(bundle.manifest.tokenizer.file),
                   bundle.manifest.audio_mode, bundle, False)
 
@@ -223,7 +223,6 @@ def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log
     across LLM and projector variants, the LLM across projector variants) and skip parity (the
     benchmark compares transcripts with torch itself). Variants that fail to export go into `errors`."""
     out: dict[str, Path] = {}
-    root = opts.work / src.folder
     for c in configs:
         key = c.bundle_key()
         if c.engine == "torch" or key in out:
@@ -231,6 +230,10 @@ def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log
         if src.bundle and c.model == "smop" and _matches(src.bundle, c):
             out[key] = src.bundle.path
             continue
+        if src.checkpoint is None:
+            errors[key] = NO_CHECKPOINT
+            continue
+        root = opts.work / src.folder
         folder = root / key
         try:
             if _matches(load_bundle(folder), c):  # the folder name carries the model
@@ -363,6 +366,7 @@ def run_bench(opts: BenchOptions, log: Log) -> dict[str, Any]:
             raise UsageError(f"unknown configuration(s) {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(c.name for c in configs)}")
         configs = [c for c in configs if c.name in opts.only or c.name in ("default", "torch-fp32")]
+    board = {"before": board_info().to_dict()}  # a hot or throttled board's timings are not comparable
     log(f"machine limits ({opts.threads} threads)")
     limits = machine_limits.measure(opts.threads)
     export_errors: dict[str, str] = {}
@@ -370,6 +374,7 @@ def run_bench(opts: BenchOptions, log: Log) -> dict[str, Any]:
     # configuration -> why it has no figures
     failed = {c.name: export_errors[c.bundle_key()] for c in configs
               if c.engine != "torch" and c.bundle_key() in export_errors}
+    failed.update({c.name: NO_CHECKPOINT for c in configs if c.engine == "torch" and src.checkpoint is None})
     inputs = build_inputs(opts, samples, labelled=not src.random_init)
     raw: dict[str, list[dict]] = {c.name: [] for c in configs}
     media_runs: list[dict] = []
@@ -397,6 +402,7 @@ def run_bench(opts: BenchOptions, log: Log) -> dict[str, Any]:
     done = [c for c in configs if c.name not in failed]
     rep = report(done, raw, media_runs, inputs, bundles, limits, opts, src, task)
     rep["failed"] = failed
+    rep["board"] = {**board, "after": board_info().to_dict()}
     return rep
 
 
@@ -518,7 +524,7 @@ def _ratios(results: dict[str, Any], longest: Input, limits: machine_limits.Mach
         if cfg.video_encoder and "video_encoder" in default["stages"]:
             encoders["video_encoder"] = flops.video_encoder(cfg.video_encoder, len(npz["frames"]))
         out["encoders"] = {}
-        for stage, f in encoders.items():
+        for stage, f in encoders.items() if limits.peak_gflops_fp32 else ():
             bound = f / (limits.peak_gflops_fp32 * 1e9) * 1000
             ms = default["stages"][stage]["median"]
             out["encoders"][stage] = {"gflop": round(f / 1e9, 3), "ms": ms, "peak_bound_ms": round(bound, 3),
@@ -540,8 +546,9 @@ def _quality_cells(r: dict[str, Any], missing: str, unit: str = "") -> tuple[str
 def render_text(rep: dict[str, Any]) -> str:
     """The tables a person reads: per configuration and input length, then the ratios and targets."""
     m = rep["machine"]
-    lines = [f"machine: {m['threads']} threads, memory bandwidth {m['bandwidth_gbps']} GB/s, peak matmul "
-             f"{m['peak_gflops_fp32']} GFLOP/s fp32, {m['peak_gops_int8']} GOP/s int8",
+    peaks = (f"peak matmul {m['peak_gflops_fp32']} GFLOP/s fp32, {m['peak_gops_int8']} GOP/s int8"
+             if m["peak_gflops_fp32"] else "peak matmul not measured (needs onnx, the [export] extra)")
+    lines = [f"machine: {m['threads']} threads, memory bandwidth {m['bandwidth_gbps']} GB/s, {peaks}",
              f"{rep['model']}{' (random weights)' if rep['random_weights'] else ''}, task {rep['task']}; "
              f"median ms over {rep['rounds']} rounds x {rep['repeats']} runs (p90 in --json); "
              "every configuration in its own process", ""]
@@ -585,6 +592,11 @@ def render_text(rep: dict[str, Any]) -> str:
         lines.append(f"{name}: no figures ({why})")
     for target, met in rep["targets"].items():
         lines.append(f"target {target}: {'met' if met else 'NOT met'}")
+    if "board" in rep:
+        for when in ("before", "after"):
+            board = BoardInfo(**rep["board"][when])
+            lines.append(f"board {when}: {board.describe()}")
+            lines += [f"  warning: {w}" for w in board.warnings()]
     return "\n".join(lines)
 
 

@@ -12,8 +12,8 @@ import numpy as np
 @dataclass
 class MachineLimits:
     bandwidth_gbps: float  # bytes read + written per second by a large copy, GB/s
-    peak_gflops_fp32: float  # MatMul, fp32
-    peak_gops_int8: float  # MatMulInteger, uint8 x int8 -> int32
+    peak_gflops_fp32: float | None  # MatMul, fp32 (None: the onnx package, which builds the graph, is missing)
+    peak_gops_int8: float | None  # MatMulInteger, uint8 x int8 -> int32
     threads: int
 
     def to_dict(self) -> dict:
@@ -81,6 +81,13 @@ def peak_matmul(n: int = 1024, int8: bool = False, threads: int = 2, repeats: in
 
 
 def measure(threads: int) -> MachineLimits:
-    return MachineLimits(bandwidth_gbps=round(memory_bandwidth(), 2),
-                         peak_gflops_fp32=round(peak_matmul(int8=False, threads=threads), 1),
-                         peak_gops_int8=round(peak_matmul(int8=True, threads=threads), 1), threads=threads)
+    """The limits; the matmul peaks only where onnx is installed (not in a lean runtime install, e.g. a Pi's)."""
+    try:
+        import onnx  # noqa: F401
+    except ModuleNotFoundError:
+        fp32 = int8 = None
+    else:
+        fp32 = round(peak_matmul(int8=False, threads=threads), 1)
+        int8 = round(peak_matmul(int8=True, threads=threads), 1)
+    return MachineLimits(bandwidth_gbps=round(memory_bandwidth(), 2), peak_gflops_fp32=fp32, peak_gops_int8=int8,
+                         threads=threads)

@@ -114,6 +114,8 @@ class MicrophoneSource:
 
     def __init__(self, device: int | str | None = None, block: float = 0.02) -> None:
         sd = _sounddevice()
+        if device is None and sd.default.device[0] < 0:  # no default input (ALSA on a Pi without a desktop):
+            device = next((i for _, i in microphones()), None)  # the first device that records
         try:
             info = sd.query_devices(device, "input")
         except (ValueError, sd.PortAudioError) as exc:
@@ -254,7 +256,11 @@ def _quiet_cv2():
     """OpenCV without its warnings for cameras that are not there (we report those ourselves)."""
     import cv2
 
-    cv2.setLogLevel(0)  # silent
+    logging = getattr(cv2.utils, "logging", None)  # OpenCV 4.14 moved setLogLevel there; 4.11 has it on cv2
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    else:
+        cv2.setLogLevel(0)
     return cv2
 
 
@@ -442,7 +448,8 @@ class LiveEngine:
             thread = threading.Thread(target=self._capture, args=(source, origin), daemon=True,
                                       name=f"capture-{type(source).__name__}")
             self._threads.append(thread)
-        threading.Thread(target=self._work, daemon=True, name="live-worker").start()
+        self._worker = threading.Thread(target=self._work, daemon=True, name="live-worker")
+        self._worker.start()
         for thread in self._threads:
             thread.start()
         return self
@@ -469,6 +476,8 @@ class LiveEngine:
         # thread's join marks the thread as ended, and later joins return while it still decodes
         if not self._finished.wait(timeout):
             return None
+        self._worker.join()  # its last moments (set at the end of its work): a graph freed on a daemon thread at
+        # interpreter exit aborts the process
         if self.error is not None:
             raise self.error
         return self.summary

@@ -185,3 +185,22 @@ def test_exports_are_keyed_by_the_checkpoints_content(tmp_path):
     ckpt.write_bytes(b"b" * 1000)
     os.utime(ckpt, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert source.folder != before and source.folder.startswith("m-")
+
+
+def test_the_pi_preset_runs_a_bundle_alone_with_board_notes(capsys, tmp_path):
+    """A Pi's lean install has the bundle but no checkpoint and no torch: the preset times the bundle alone on
+    ONNX Runtime; a torch row asked for beside it is reported as impossible, not a crash."""
+    import shutil
+
+    from smop_edge.runtime import DEMO_BUNDLE
+
+    bundle = shutil.copytree(DEMO_BUNDLE, tmp_path / "bundle")  # nothing next to it: no checkpoint
+    assert main(["bench", "--preset", "pi", "--bundle", str(bundle), "--samples",
+                 str(DEMO_BUNDLE.parent / "samples" / "manifest.jsonl"), "--backends", "onnxruntime,torch",
+                 "--repeats", "1", "--json", "--quiet", "--work", str(tmp_path / "work")]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert list(rep["configs"]) == ["default"] and list(rep["configs"]["default"]["inputs"])[0] == "5s"
+    assert rep["rounds"] == 1 and "checkpoint" in rep["failed"]["torch-fp32"]
+    assert set(rep["board"]) == {"before", "after"} and rep["board"]["before"]["cores"] >= 1
+    text = bench.render_text(rep)
+    assert "board before:" in text and "torch-fp32: no figures" in text

@@ -31,13 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="the checkpoint the bundle came from (default: found next to the bundle)")
     p.add_argument("--mlp-checkpoint", help="MLP-projector baseline checkpoint (default: random weights)")
     p.add_argument("--samples", metavar="MANIFEST", help="labelled clips (default: samples/ next to the bundle)")
-    p.add_argument("--seconds", default="2,5,10", help="input lengths in seconds (default 2,5,10)")
-    p.add_argument("--backends", default="torch,onnxruntime,openvino", help="engines to include")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="pi: a short run of the bundle alone on ONNX Runtime "
+                   "(no torch, no exports; a 5 s input, one round: about a minute on a Raspberry Pi 5), board "
+                   "clock and temperature before and after; flags given beside it win")
+    p.add_argument("--seconds", help="input lengths in seconds (default 2,5,10)")
+    p.add_argument("--backends", help="engines to include (default torch,onnxruntime,openvino)")
     p.add_argument("--configs", help="only these configurations (default and torch-fp32 are always run)")
     p.add_argument("--task", choices=["asr", "vsr", "avsr"], help="default: avsr if the model has it")
     p.add_argument("--threads", type=int, help="threads for every engine (default: all cores)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per input, per round")
-    p.add_argument("--rounds", type=int, default=2, help="rounds over all configurations (rotating order)")
+    p.add_argument("--repeats", type=int, help="timed runs per input, per round (default 3)")
+    p.add_argument("--rounds", type=int, help="rounds over all configurations, rotating order (default 2)")
     p.add_argument("--decode-steps", type=int, default=16, help="tokens decoded by the fixed-step pair")
     p.add_argument("--work", default="build/bench", help="exported variants, inputs and worker files (a cache, "
                    "kept per model and exporter version)")
@@ -48,10 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# flag values the presets change (None in the parser: a flag given beside a preset wins); then the defaults
+PRESETS = {"pi": {"seconds": "5", "backends": "onnxruntime", "configs": "default", "rounds": 1}}
+DEFAULTS = {"seconds": "2,5,10", "backends": "torch,onnxruntime,openvino", "repeats": 3, "rounds": 2}
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the flags, run the benchmark and print its report (text, markdown or JSON; a plot on request)."""
     from ..bench import BenchOptions, plot, render_markdown, render_text, run_bench
 
+    for name, value in {**DEFAULTS, **PRESETS.get(args.preset, {})}.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     seconds = [float_value(s, "--seconds") for s in args.seconds.split(",")]
     if any(s <= 0 for s in seconds):
         raise UsageError("--seconds takes positive lengths, e.g. 2,5,10")

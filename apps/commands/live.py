@@ -54,6 +54,7 @@ def add_live_flags(p: argparse.ArgumentParser) -> None:
                           "(seconds of input), task; finals: latency_ms; partials: committed, tentative")
     out.add_argument("--srt", metavar="FILE", help="save the finals as SubRip subtitles")
     out.add_argument("--txt", metavar="FILE", help="save the finals as text, one utterance a line, each as it comes")
+    out.add_argument("--append", action="store_true", help="--txt: add to the file instead of replacing it")
     tune = p.add_argument_group("timing")
     tune.add_argument("--partial-every", type=float, default=1.0, help="seconds between partials (0: none)")
     tune.add_argument("--min-silence", type=float, default=0.6, help="a pause this long (s) ends an utterance")
@@ -137,9 +138,9 @@ class _Finals:
     """Passes every event on to the view and keeps the finals; `--txt` gets each final as it comes (a
     service that runs for days loses nothing when it is stopped or the power goes)."""
 
-    def __init__(self, view: Callable, txt: str | None) -> None:
+    def __init__(self, view: Callable, txt: str | None, append: bool = False) -> None:
         self.view, self.finals = view, []
-        self._txt = open(txt, "w", encoding="utf-8") if txt else None  # noqa: SIM115 - closed by close()
+        self._txt = open(txt, "a" if append else "w", encoding="utf-8") if txt else None  # noqa: SIM115 - close()
 
     def __call__(self, event) -> None:
         if event.type == "final":
@@ -173,7 +174,7 @@ def run_live(args: argparse.Namespace, view: Callable | None = None) -> int:
         return _run_gui(args, stream_options)
     sources = _sources(args)
     rec = open_bundle(args)
-    finals = _Finals(view or Printer(args.json), args.txt)
+    finals = _Finals(view or Printer(args.json), args.txt, args.append)
     engine = LiveEngine(rec, sources, task=None if args.task == "auto" else args.task, options=options,
                         stream_options=stream_options,
                         live=LiveOptions(behind_after=args.behind_after), on_event=finals)
