@@ -212,7 +212,8 @@ def variant_config(config: dict, model: str) -> dict:
 def _matches(bundle: Bundle, c: BenchConfig) -> bool:
     """Whether `bundle` was exported the way configuration `c` asks (its model aside)."""
     m = bundle.manifest
-    return (m.format == c.format and m.quantization.experts == c.experts and m.quantization.llm == c.llm
+    fmt = "onnx" if m.format == "ort" else m.format  # an ORT-format bundle runs where its ONNX graphs would
+    return (fmt == c.format and m.quantization.experts == c.experts and m.quantization.llm == c.llm
             and m.audio_mode == c.audio_mode and not m.static)
 
 

@@ -15,9 +15,9 @@ import numpy as np
 from smop_edge.runtime import features
 from smop_edge.runtime.bundle import sha256_file
 from smop_edge.runtime.errors import ParityError, UsageError
-from smop_edge.runtime.manifest import (AUDIO_MODES, FORMATS, MANIFEST, MANIFEST_DIGEST, SCHEMA_VERSION,
-                                        Embeddings, Manifest, Preprocessing, Quantization, SelfTest, StaticShapes,
-                                        TokenizerEntry)
+from smop_edge.runtime.manifest import (AUDIO_MODES, FORMAT_BACKEND, FORMATS, MANIFEST, MANIFEST_DIGEST,
+                                        SCHEMA_VERSION, Embeddings, Manifest, Preprocessing, Quantization, SelfTest,
+                                        StaticShapes, TokenizerEntry)
 from smop_edge.runtime.prompt import TASK_MODALITIES, SpecialIds
 
 from .quantize import ENCODER_MODES, EXPERT_MODES, LLM_MODES
@@ -127,7 +127,8 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
     np.savez(out / SELF_TEST_FILE, **{k: v for k, v in (("audio", audio), ("frames", frames)) if v is not None})
 
     manifest = Manifest(
-        schema_version=SCHEMA_VERSION, created_by=_versions(), source=source, format=options.format,
+        schema_version=SCHEMA_VERSION, created_by=_versions(), source=source,
+        format="onnx" if options.format == "ort" else options.format,  # ort: converted below, once written
         audio_mode=options.audio_mode, model=cfg,
         tokenizer=TokenizerEntry("tokenizer.json", asdict(SpecialIds.from_tokenizer(
             tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)), cfg.tokens.prompts),
@@ -138,14 +139,19 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
         quantization=Quantization(
             experts=options.experts, router="fp32", layer_norm="fp32", llm=options.llm, encoders=options.encoders,
             # ONNX Runtime computes next to 8-bit weights in int8 (see weight_compression)
-            activations={part: "int8" if options.format == "onnx" and mode == "int8" else "fp32"
+            activations={part: "int8" if options.format in ("onnx", "ort") and mode == "int8" else "fp32"
                          for part, mode in (("llm", options.llm), ("encoders", options.encoders))}),
         self_test=SelfTest(SELF_TEST_FILE, task, options.self_test_tokens),
         static=StaticShapes(list(options.audio_buckets) if options.audio_mode == "fast" else [3000],
                             list(options.video_buckets), options.projector_chunk, options.decoder_chunk,
                             options.kv_capacity) if options.static else None,
     )
-    digest = _write_manifest(out, manifest)
+    digest = write_manifest(out, manifest)
+    if options.format == "ort":
+        from .mobile import convert_to_ort
+
+        manifest = convert_to_ort(out, manifest, task, audio, frames, options.self_test_tokens, log)
+        digest = write_manifest(out, manifest)
     if not options.parity:
         log(f"done in {time.perf_counter() - started:.1f} s: {out} (parity not measured); manifest sha256 {digest}")
         return manifest
@@ -153,16 +159,17 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
     release_memory()
     log("parity: running every graph against the torch reference")
     ref = ReferenceRecognizer(model.float(), tokenizer, options.audio_mode)
-    backend = "onnxruntime" if options.format == "onnx" else "openvino"
+    backend = FORMAT_BACKEND[options.format]
     rec = Recognizer.from_bundle(out, backend=backend)
     figures = parity.measure(ref, rec, audio, frames, task, options.self_test_tokens)
     failures = parity.judge(figures, options.experts, options.llm, options.encoders)
     e2e = figures["end_to_end"]
-    manifest.parity = {"backend": backend, "passed": not failures, "failures": failures, **figures}
+    manifest.parity = {**(manifest.parity or {}), "backend": backend, "passed": not failures, "failures": failures,
+                       **figures}
     test = manifest.self_test
     test.reference_tokens, test.reference_text = e2e["reference_tokens"], e2e["reference_text"]
     test.bundle_tokens, test.bundle_text = e2e["bundle_tokens"], e2e["bundle_text"]
-    digest = _write_manifest(out, manifest)
+    digest = write_manifest(out, manifest)
     if failures and not options.allow_drift:
         shutil.rmtree(out)
         raise ParityError(f"parity with the torch reference broken, {out} removed (--allow-drift keeps it): "
@@ -173,7 +180,8 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
     return manifest
 
 
-def _write_manifest(out: Path, manifest: Manifest) -> str:
+def write_manifest(out: Path, manifest: Manifest) -> str:
+    """The manifest with the sha256 of every file in `out`; returns the manifest's own sha256."""
     return manifest.write(out, {p.name: sha256_file(p) for p in sorted(out.iterdir())
                          if p.is_file() and p.name not in (MANIFEST, MANIFEST_DIGEST)})
 

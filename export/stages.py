@@ -109,13 +109,15 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
     plan = _plan(model, options)
     stages: dict[str, Stage] = {}
     with tempfile.TemporaryDirectory(dir=out) as tmp:
-        work = out if options.format == "onnx" else Path(tmp)
+        onnx = options.format in ("onnx", "ort")  # ORT-format graphs are converted from ONNX ones (export.mobile)
+        work = out if onnx else Path(tmp)
         first_bucket: dict[str, Path] = {}
         for i, (name, bucket, build, quant) in enumerate(plan, 1):
             t0 = time.perf_counter()
             what = f"{name}" + (f" (bucket {bucket})" if bucket else "")
             weights = None if name == "projector" else weights_digest(model, name)
-            shared = None if options.static or weights is None else _reusable(cfg, name, quant, weights, options)
+            shared = None if options.static or weights is None or options.format == "ort" else \
+                _reusable(cfg, name, quant, weights, options)
             if shared:
                 stages[name] = link_stage(shared, name, out)
                 log(f"[{i}/{len(plan)}] {what}: linked from {shared.path}")
@@ -126,7 +128,7 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
                 onnx_path = build(work / f"{stem}.onnx")
             spec = _io_spec(onnx_path)
             bits = {"int8": 8, "int4": 4}.get(quant) if name != "projector" else None
-            if options.format == "onnx":
+            if onnx:
                 if bits:
                     compress_onnx(onnx_path, bits)
                 elif bucket and name in first_bucket:

@@ -131,15 +131,21 @@ class Recognizer:
     @classmethod
     def from_bundle(cls, path: str | Path, backend: str = "onnxruntime", device: str = "CPU",
                     threads: int | None = None, precision: str = "f32", exact: bool = True,
-                    digest: str | None = None) -> "Recognizer":
+                    digest: str | None = None,
+                    wrap_session: Callable[[GraphSession], GraphSession] | None = None) -> "Recognizer":
         """Verify the bundle's sha256 sums (and its manifest's against a pinned `digest`), then load graphs
-        on `backend` (each when first needed)."""
+        on `backend` (each when first needed; `wrap_session` wraps each, e.g. to record its outputs)."""
         bundle = load_bundle(path, verify=True, digest=digest)
         fmt = bundle.manifest.format
-        if backend == "onnxruntime" and fmt != "onnx":
+        if backend == "onnxruntime" and fmt == "openvino":
             raise UsageError(f"bundle {path} holds {fmt} graphs; use --backend openvino")
+        if backend == "openvino" and fmt == "ort":
+            raise UsageError(f"bundle {path} holds ONNX Runtime's ORT-format graphs; use --backend onnxruntime")
         open_graph = partial(open_session, backend=backend, device=device, threads=threads, precision=precision,
                              exact=exact)
+        if wrap_session is not None:
+            opener = open_graph
+            open_graph = lambda file: wrap_session(opener(file))  # noqa: E731
         try:  # within a bundle whose digests check out, a file or field that does not fit is the bundle's fault
             embeddings = np.load(bundle.file(bundle.manifest.embeddings.file), mmap_mode="r")
             if list(embeddings.shape) != bundle.manifest.embeddings.shape:  # which Manifest.check held to the model

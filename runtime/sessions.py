@@ -90,15 +90,17 @@ class OpenVinoSession(GraphSession):
 
 def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "CPU", threads: int | None = None,
                  precision: str = "f32", exact: bool = True) -> GraphSession:
-    """Load one graph (`.onnx`, or OpenVINO `.xml`) on the chosen backend."""
+    """Load one graph (`.onnx`, ORT format `.ort`, or OpenVINO `.xml`) on the chosen backend."""
     path = Path(path)
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     if backend == "onnxruntime":
-        if path.suffix != ".onnx":
+        if path.suffix not in (".onnx", ".ort"):
             raise UsageError(f"ONNX Runtime cannot load {path.name}: export with --format onnx")
+    elif path.suffix == ".ort":
+        raise UsageError(f"OpenVINO cannot load {path.name} (ONNX Runtime's own format): use --backend onnxruntime")
         if device != "CPU":
             raise UsageError("the onnxruntime backend runs on the CPU; use --backend openvino for other devices")
     try:

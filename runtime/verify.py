@@ -12,6 +12,7 @@ import numpy as np
 from .bundle import load_bundle
 from .decoding import DecodingOptions
 from .errors import BundleError
+from .manifest import FORMAT_BACKEND
 from .recognizer import Recognizer
 
 
@@ -46,7 +47,7 @@ def self_test(path: str | Path, backend: str | None = None, digest: str | None =
     """Verify the files of bundle `path` (a BundleError if any differ, or if its manifest's sha256 is not a
     pinned `digest`) and rerun its self-test on `backend` (default: the one its format runs on)."""
     bundle = load_bundle(path, verify=True, digest=digest)
-    backend = backend or ("onnxruntime" if bundle.manifest.format == "onnx" else "openvino")
+    backend = backend or FORMAT_BACKEND[bundle.manifest.format]
     test = bundle.manifest.self_test
     if test.reference_tokens is None:
         raise BundleError(f"{path} was exported without parity (a benchmark variant): it has no "
@@ -63,3 +64,49 @@ def self_test(path: str | Path, backend: str | None = None, digest: str | None =
                           out.tokens == test.expected_tokens, out.task, out.text,
                           test.bundle_text if test.bundle_text is not None else test.reference_text or "",
                           test.reference_text or "", agreement)
+
+
+@dataclass
+class Comparison:
+    """One input through a converted bundle and through the bundle it came from."""
+
+    name: str
+    task: str
+    tokens: list[int]
+    source_tokens: list[int]
+    text: str
+
+    @property
+    def equal(self) -> bool:
+        return self.tokens == self.source_tokens
+
+
+def compare_with_source(path: str | Path, source: str | Path, media_files: list[Path],
+                        backend: str | None = None) -> list[Comparison]:
+    """The run-check of a converted bundle (a mobile format): its self-test input and each media file (audio and
+    the speaker's mouth crops, made once) through it and through `source`; the tokens should be equal."""
+    from . import media
+    from .transcribe import mouth_frames
+
+    bundle, src = load_bundle(path), load_bundle(source)
+    if bundle.config.to_dict() != src.config.to_dict():
+        raise BundleError(f"{path} and {source} hold different models: nothing to compare")
+    recs = [Recognizer.from_bundle(b.path, backend=backend or FORMAT_BACKEND[b.manifest.format]) for b in (bundle, src)]
+    test = bundle.manifest.self_test
+    data = np.load(bundle.file(test.file))
+    inputs = [("self-test", data["audio"] if "audio" in data else None,
+               data["frames"] if "frames" in data else None, test.task)]
+    for file in media_files:
+        info = media.probe(file)
+        audio = media.read_audio(file, info.start) if info.has_audio else None
+        frames = mouth_frames(file, False, audio, info.start)[0] if info.has_video else None
+        task = next(t for t in ("avsr", "asr", "vsr") if t in bundle.config.tasks
+                    and (audio is not None or t == "vsr") and (frames is not None or t == "asr"))
+        inputs.append((Path(file).name, audio, frames, task))
+    options = DecodingOptions(max_new_tokens=test.max_new_tokens)
+    found = []
+    for name, audio, frames, task in inputs:
+        mine, theirs = (rec.transcribe(audio=audio, frames=frames if task != "asr" else None,
+                                       task=task, options=options) for rec in recs)
+        found.append(Comparison(name, task, mine.tokens, theirs.tokens, mine.text))
+    return found

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-trixie}"
 TESTS="tests/test_decoding.py tests/test_media.py tests/test_lip_cropper.py tests/test_tokenizer.py
        tests/test_torch_free.py tests/test_vad.py tests/test_manifest.py tests/test_stream.py tests/test_transcribe.py
-       tests/test_live.py tests/test_eval.py tests/test_exit_codes.py tests/test_fuzz.py"
+       tests/test_live.py tests/test_eval.py tests/test_exit_codes.py tests/test_fuzz.py tests/test_pi.py"
 root=build/portable
 mkdir -p $root
 

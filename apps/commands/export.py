@@ -27,7 +27,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="checkpoint file, or a zoo name with --random-init")
     p.add_argument("--tokenizer", help="the base LLM's tokenizer.json (the AVSR tokens are added)")
     p.add_argument("--out", required=True, help="bundle directory to create")
-    p.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "openvino", "ort"], default="onnx",
+                   help="ort: ONNX Runtime Mobile's format, converted from the ONNX graphs, with the operator list "
+                        "of a reduced build (docs/mobile.md)")
     p.add_argument("--experts", choices=["int8", "int4", "fp32"], default="int8",
                    help="expert / MLP projector weights (router and LayerNorms stay fp32)")
     p.add_argument("--llm", choices=["int8", "int4", "fp32"], default="int8", help="decoder weights")
@@ -97,6 +99,11 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--digest", metavar="SHA256", help="also require the manifest's sha256 to be this value (as "
                                                       "printed by export and verify): it fixes every file")
     p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="default: the bundle's format")
+    p.add_argument("--against", metavar="BUNDLE", help="the run-check of a converted bundle (e.g. --format ort): "
+                   "its self-test and the sample clips through it and through BUNDLE, the one it was made beside; "
+                   "exit 4 unless every input gives the same tokens")
+    p.add_argument("--samples", metavar="MANIFEST", help="--against: clips (a JSONL manifest with a path per line; "
+                   "default: the demo model's sample clips)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_verify)
 
@@ -107,7 +114,34 @@ def run_verify(args: argparse.Namespace) -> int:
     from smop_edge.runtime.verify import self_test
 
     result = self_test(args.bundle, args.backend, args.digest)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.describe())
+    report = result.to_dict()
+    if not args.json:
+        print(result.describe())
     if not result.passed:
         raise BundleError(f"{args.bundle}: self-test transcript differs from the one recorded at export")
+    if args.against:
+        differ = _run_check(args, report)
+        if differ:
+            raise BundleError(f"{args.bundle}: tokens differ from {args.against}'s on {', '.join(differ)}")
+    if args.json:
+        print(json.dumps(report, indent=2))
     return 0
+
+
+def _run_check(args: argparse.Namespace, report: dict) -> list[str]:
+    """`verify --against`: print each input's comparison (or add it to the JSON report); the names that differ."""
+    from smop_edge.runtime import DEMO_BUNDLE
+    from smop_edge.runtime.verify import compare_with_source
+
+    manifest = Path(args.samples) if args.samples else DEMO_BUNDLE.parent / "samples" / "manifest.jsonl"
+    if not manifest.is_file():
+        raise UsageError(f"no sample manifest at {manifest}: pass --samples MANIFEST")
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    found = compare_with_source(args.bundle, args.against, [manifest.parent / r["path"] for r in rows], args.backend)
+    report["against"] = {"bundle": args.against, "inputs": [
+        {"input": c.name, "task": c.task, "tokens_equal": c.equal, "text": c.text} for c in found]}
+    if not args.json:
+        print(f"run-check against {args.against}:")
+        for c in found:
+            print(f"  {c.name:<16} {c.task:<5} {'same tokens' if c.equal else 'TOKENS DIFFER'}  {c.text!r}")
+    return [c.name for c in found if not c.equal]

@@ -1,0 +1,57 @@
+"""Mobile exports on a tiny official-layout checkpoint: the ORT format (ONNX Runtime Mobile) is converted from the
+bundle's ONNX graphs, every graph checked against its source, and run-checked against the ONNX bundle of the
+same checkpoint on the self-test and the sample clips (`verify --against`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from smop_edge.apps.cli import main
+from smop_edge.runtime.bundle import load_bundle
+
+
+@pytest.fixture(scope="module")
+def ort_bundle(tmp_path_factory, make_checkpoint, base_tokenizer):
+    """The tiny DEDR checkpoint exported as an ORT-format bundle with the fp32 ONNX fixture's settings."""
+    path, _ = make_checkpoint("tiny-dedr")
+    out = tmp_path_factory.mktemp("ort") / "bundle"
+    assert main(["export", str(path), "--tokenizer", str(base_tokenizer), "--out", str(out), "--format", "ort",
+                 "--experts", "fp32", "--llm", "fp32"]) == 0
+    return out
+
+
+def test_the_ort_bundle_holds_ort_graphs_and_their_operator_list(ort_bundle):
+    bundle = load_bundle(ort_bundle)
+    m = bundle.manifest
+    graphs = [f for s in m.stages.values() for f in s.files()]
+    assert m.format == "ort" and graphs and all(f.endswith(".ort") for f in graphs)
+    assert not list(ort_bundle.glob("*.onnx"))
+    assert all((ort_bundle / f).read_bytes()[4:8] == b"ORTM" for f in graphs)  # the flatbuffer's identifier
+    config = (ort_bundle / "required_operators_and_types.config").read_text()
+    assert "required_operators_and_types.config" in m.files
+    assert all(f"# - {f}\n" in config for f in graphs) and "ai.onnx;" in config and str(ort_bundle) not in config
+    check = m.parity["ort_vs_onnx"]
+    assert check["tokens_equal"] and set(check["max_abs"]) == {f[:-4] for f in graphs}
+    assert max(check["max_abs"].values()) < 1e-4  # fp32 graphs: rounding only
+    assert m.parity["passed"]
+
+
+def test_verify_runs_the_ort_bundle_and_checks_it_against_its_onnx_source(ort_bundle, dedr_bundle, capsys):
+    assert main(["verify", str(ort_bundle), "--against", str(dedr_bundle), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    inputs = report["against"]["inputs"]
+    assert report["self_test"] == "pass" and len(inputs) == 4  # the self-test and the three sample clips
+    assert all(i["tokens_equal"] for i in inputs) and inputs[1]["task"] == "avsr"
+    assert main(["verify", str(ort_bundle), "--backend", "openvino"]) == 2  # OpenVINO cannot read ORT format
+    assert "use --backend onnxruntime" in capsys.readouterr().err
+
+
+def test_a_run_check_against_another_model_is_refused(ort_bundle, tmp_path, make_checkpoint, base_tokenizer, capsys):
+    other = tmp_path / "jejr"
+    path, _ = make_checkpoint("tiny-jejr")
+    assert main(["export", str(path), "--tokenizer", str(base_tokenizer), "--out", str(other), "--experts", "fp32",
+                 "--llm", "fp32"]) == 0
+    assert main(["verify", str(ort_bundle), "--against", str(other)]) == 4
+    assert "different models" in capsys.readouterr().err
