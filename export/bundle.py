@@ -57,6 +57,12 @@ class ExportOptions:
                                      ("audio mode", self.audio_mode, AUDIO_MODES)):
             if value not in allowed:
                 raise UsageError(f"unsupported {name} {value!r} (choose from {', '.join(allowed)})")
+        if self.format == "litert":
+            if not self.static:
+                raise UsageError("LiteRT graphs are static: the litert format exports the static bundle (--static)")
+            if {self.experts, self.llm, self.encoders} != {"fp32"}:
+                raise UsageError("LiteRT bundles are fp32 here (LiteRT's own quantizer is not wired in yet): "
+                                 "--experts fp32 --llm fp32 --encoders fp32")
         if self.static:
             for name, sizes in (("audio", self.audio_buckets), ("video", self.video_buckets)):
                 if not sizes or sorted(sizes) != list(sizes) or sizes[0] < 1:

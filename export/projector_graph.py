@@ -13,8 +13,11 @@ with the same router: the graph does the latter and shares one set of expert wei
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
+import torch
 
 from smop_edge.models.llama_smop import LlamaSMoP
 
@@ -76,3 +79,53 @@ def build_projector(model: LlamaSMoP, experts: str = "int8", static_tokens: dict
             g.output(probs, f"{m}_router_probs", [n, p.num_experts])
         g.output(y, f"{m}_embeds", [n, cfg.llm.hidden])
     return g.model(doc=f"smop-edge projector: {p.kind} {p.layout if p.kind == 'smop' else ''}, experts {experts}")
+
+
+def _routers(model: LlamaSMoP, m: str) -> tuple[torch.nn.Module, str | None]:
+    """The module that projects modality `m` and, for SMoP, the name of its router (as `build_projector`)."""
+    p = model.cfg.projector
+    if p.kind == "mlp":
+        return getattr(model, f"{m}_proj"), None
+    if p.layout == "DEDR":
+        return getattr(model, f"{m}_proj"), "gate"
+    return model.audiovisual_proj, "gate" if p.layout == "JEJR" else f"{m}_gate"
+
+
+class DenseProjector(torch.nn.Module):
+    """The ONNX graph's computation as a torch module, for exporters that start from torch (LiteRT): the same
+    static top-k (the top-k weights spread into a dense [tokens, E] gate by comparison, every expert run,
+    weighted sum), the same inputs and outputs in the same order."""
+
+    def __init__(self, model: LlamaSMoP) -> None:
+        super().__init__()
+        self.modalities = [m for m in ("audio", "video") if getattr(model.cfg, f"has_{m}")]
+        self.parts = torch.nn.ModuleList(_routers(model, m)[0] for m in self.modalities)
+        self.gates = [_routers(model, m)[1] for m in self.modalities]
+        self.top_k = model.cfg.projector.top_k
+
+    def forward(self, *tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out: list[torch.Tensor] = []
+        for x, part, gate in zip(tokens, self.parts, self.gates):
+            if gate is None:
+                out.append(part(x))
+                continue
+            probs = torch.softmax(getattr(part, gate)(x).float(), dim=-1)
+            top_w, top_i = torch.topk(probs, self.top_k, dim=-1)
+            top_w = top_w / top_w.sum(dim=-1, keepdim=True)
+            experts = torch.arange(probs.shape[-1])
+            weights = ((top_i[..., None] == experts).to(x.dtype) * top_w[..., None]).sum(dim=-2)  # [N, E]
+            y = sum(expert(x) * weights[:, e:e + 1] for e, expert in enumerate(part.experts))
+            out += [probs, y]
+        return tuple(out)
+
+
+def export_dense_projector(model: LlamaSMoP, path: Path, tokens: int | None) -> Path:
+    """The projector through `export_module` (LiteRT: a fixed `tokens` per call, the static bundle's chunk)."""
+    from .torch_export import export_module
+
+    dense = DenseProjector(model)
+    names, outputs = [f"{m}_tokens" for m in dense.modalities], []
+    for m, gate in zip(dense.modalities, dense.gates):
+        outputs += ([f"{m}_router_probs"] if gate else []) + [f"{m}_embeds"]
+    example = tuple(torch.randn(tokens or 8, model.cfg.projector_input_dim(m)) for m in dense.modalities)
+    return export_module(dense, example, path, names, outputs)

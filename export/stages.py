@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import onnx
 import torch
 
@@ -22,7 +23,7 @@ from smop_edge.runtime.manifest import BucketGraph, Stage, TensorSpec
 
 from .decoder_graph import export_decoder
 from .encoder_graphs import export_audio_encoder, export_video_encoder, share_weights
-from .projector_graph import build_projector
+from .projector_graph import build_projector, export_dense_projector
 from .weight_compression import compress_onnx, compress_openvino
 
 Build = Callable[[Path], Path]
@@ -95,8 +96,11 @@ def _plan(model: LlamaSMoP, options) -> list[tuple[str, int | None, Build, str]]
         else:
             plan.append(("video_encoder", None, lambda p: export_video_encoder(model, p), options.encoders))
     chunk = options.projector_chunk if options.static else None
-    plan.append(("projector", None, lambda p: _save(build_projector(
-        model, options.experts, {"audio": chunk, "video": chunk} if chunk else None), p), options.experts))
+    if options.format == "litert":
+        plan.append(("projector", None, lambda p: export_dense_projector(model, p, chunk), options.experts))
+    else:
+        plan.append(("projector", None, lambda p: _save(build_projector(
+            model, options.experts, {"audio": chunk, "video": chunk} if chunk else None), p), options.experts))
     static_decoder = {"chunk": options.decoder_chunk, "capacity": options.kv_capacity} if options.static else None
     plan.append(("decoder", None, lambda p: export_decoder(model, p, static_decoder), options.llm))
     return plan
@@ -110,7 +114,8 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
     stages: dict[str, Stage] = {}
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         onnx = options.format in ("onnx", "ort")  # ORT-format graphs are converted from ONNX ones (export.mobile)
-        work = out if onnx else Path(tmp)
+        litert = options.format == "litert"  # torch -> LiteRT directly (export_module picks by suffix)
+        work = out if onnx or litert else Path(tmp)
         first_bucket: dict[str, Path] = {}
         for i, (name, bucket, build, quant) in enumerate(plan, 1):
             t0 = time.perf_counter()
@@ -125,10 +130,12 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
             log(f"[{i}/{len(plan)}] {what}: exporting ({quant}, {options.format})")
             stem = f"{name}.{bucket}" if bucket else name
             with in_float32(model, name):
-                onnx_path = build(work / f"{stem}.onnx")
+                onnx_path = build(work / f"{stem}.{'tflite' if litert else 'onnx'}")
             spec = _io_spec(onnx_path)
             bits = {"int8": 8, "int4": 4}.get(quant) if name != "projector" else None
-            if onnx:
+            if litert:
+                file = onnx_path.name
+            elif onnx:
                 if bits:
                     compress_onnx(onnx_path, bits)
                 elif bucket and name in first_bucket:
@@ -199,6 +206,13 @@ def _to_openvino(onnx_path: Path, xml: Path, bits: int | None) -> str:
 
 def _io_spec(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Graph inputs/outputs: name, shape (ints or symbolic names) and dtype."""
+    if path.suffix == ".tflite":  # the signature of the LiteRT graph, as its interpreter reads it
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(model_path=str(path)).get_signature_runner()
+        return tuple([TensorSpec(name, [int(d) for d in x["shape"]], np.dtype(x["dtype"]).name)
+                      for name, x in details.items()]
+                     for details in (runner.get_input_details(), runner.get_output_details()))
     model = onnx.load(str(path), load_external_data=False)
 
     def spec(values):

@@ -1,4 +1,5 @@
-"""torch -> ONNX through `torch.onnx.export(dynamo=True)`, quietly and with named dynamic axes."""
+"""torch -> ONNX through `torch.onnx.export(dynamo=True)`, quietly and with named dynamic axes; or, for a
+`.tflite` path, torch -> LiteRT through litert-torch (static shapes, named signature inputs and outputs)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def export_module(module: torch.nn.Module, example: tuple[torch.Tensor, ...], pa
 
     `dynamic` maps an input name to {axis: (dim name, min, max)}; axes not listed are static.
     """
+    if path.suffix == ".tflite":
+        return export_litert(module, example, path, input_names, output_names, dynamic)
     dims: dict[str, torch.export.Dim] = {}
     shapes = None
     if dynamic:
@@ -42,3 +45,36 @@ def export_module(module: torch.nn.Module, example: tuple[torch.Tensor, ...], pa
 def _too_big_for_protobuf(module: torch.nn.Module) -> bool:
     size = sum(p.numel() * p.element_size() for p in module.parameters())
     return size > 1_800_000_000
+
+
+class _Named(torch.nn.Module):
+    """Keyword inputs and a dict of outputs, so that the LiteRT signature carries the graph's own names."""
+
+    def __init__(self, inner: torch.nn.Module, input_names: list[str], output_names: list[str]) -> None:
+        super().__init__()
+        self.inner, self.input_names, self.output_names = inner, input_names, output_names
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.inner(*(inputs[name] for name in self.input_names))
+        return dict(zip(self.output_names, out if isinstance(out, tuple) else (out,)))
+
+
+def export_litert(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
+                  output_names: list[str], dynamic: dict | None = None) -> Path:
+    """`module` as a LiteRT flatbuffer with one signature whose inputs and outputs have the given names
+    (64-bit integer inputs become 32-bit: LiteRT's own choice). Every shape is the example's."""
+    from smop_edge.runtime.errors import UsageError
+
+    if dynamic:
+        raise UsageError("LiteRT graphs have static shapes here: the litert format exports the static bundle")
+    try:
+        import litert_torch
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"--format litert needs litert-torch 0.10 and numpy 2 ({exc}); scripts/setup.sh makes "
+                         "that environment in build/envs/mobile") from None
+    named = _Named(module.eval(), input_names, output_names).eval()
+    logging.getLogger().setLevel(logging.ERROR)  # litert-torch reports every conversion step on the root logger
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        litert_torch.convert(named, sample_args=(), sample_kwargs=dict(zip(input_names, example))).export(str(path))
+    return path

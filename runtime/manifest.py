@@ -19,9 +19,10 @@ MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.json.sha256"  # the manifest's own sha256, written beside it
 SCHEMA_VERSION = 1
 STAGES = ("audio_encoder", "video_encoder", "projector", "decoder")
-FORMATS = ("onnx", "openvino", "ort")  # ort: ONNX Runtime Mobile's format (export.mobile)
-# the backend that runs each format by default (OpenVINO also reads ONNX; ONNX Runtime reads ONNX and ORT)
-FORMAT_BACKEND = {"onnx": "onnxruntime", "ort": "onnxruntime", "openvino": "openvino"}
+FORMATS = ("onnx", "openvino", "ort", "litert")  # ort: ONNX Runtime Mobile's format (export.mobile); litert: .tflite
+# the backend that runs each format by default, and the formats each backend reads
+FORMAT_BACKEND = {"onnx": "onnxruntime", "ort": "onnxruntime", "openvino": "openvino", "litert": "litert"}
+BACKEND_FORMATS = {"onnxruntime": ("onnx", "ort"), "openvino": ("openvino", "onnx"), "litert": ("litert",)}
 AUDIO_MODES = ("faithful", "fast")
 
 @dataclass

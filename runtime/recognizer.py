@@ -21,6 +21,7 @@ from .bundle import Bundle, load_bundle
 from .compression import compress
 from .decoding import DecodingOptions, decode
 from .errors import BundleError, InputError, UsageError
+from .manifest import BACKEND_FORMATS, FORMAT_BACKEND
 from .prompt import TASK_MODALITIES, SpecialIds, pick_task, prefix_segments
 from .sessions import GraphSession, open_session
 from .tokenizer import TextTokenizer, load_tokenizer
@@ -137,10 +138,9 @@ class Recognizer:
         on `backend` (each when first needed; `wrap_session` wraps each, e.g. to record its outputs)."""
         bundle = load_bundle(path, verify=True, digest=digest)
         fmt = bundle.manifest.format
-        if backend == "onnxruntime" and fmt == "openvino":
-            raise UsageError(f"bundle {path} holds {fmt} graphs; use --backend openvino")
-        if backend == "openvino" and fmt == "ort":
-            raise UsageError(f"bundle {path} holds ONNX Runtime's ORT-format graphs; use --backend onnxruntime")
+        if backend in BACKEND_FORMATS and fmt not in BACKEND_FORMATS[backend]:
+            raise UsageError(f"bundle {path} holds {fmt} graphs, which {backend} cannot run; use --backend "
+                             f"{FORMAT_BACKEND[fmt]}")
         open_graph = partial(open_session, backend=backend, device=device, threads=threads, precision=precision,
                              exact=exact)
         if wrap_session is not None:

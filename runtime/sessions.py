@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import BundleError, UsageError
 
-BACKENDS = ("onnxruntime", "openvino")
+BACKENDS = ("onnxruntime", "openvino", "litert")
 PRECISIONS = ("f32", "bf16", "f16")
 
 
@@ -64,6 +64,26 @@ class OrtSession(GraphSession):
         return dict(zip(self.output_names, self._sess.run(self.output_names, feeds)))
 
 
+class LiteRtSession(GraphSession):
+    """A LiteRT (`.tflite`) graph's one signature, through ai-edge-litert's interpreter (XNNPACK on the CPU).
+    Feeds are cast to the signature's types (LiteRT keeps integers in 32 bits)."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ModuleNotFoundError:
+            raise UsageError("LiteRT bundles need ai-edge-litert (pip install ai-edge-litert==2.3.0)") from None
+        self.name = path.name
+        self._runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner()
+        inputs = self._runner.get_input_details()
+        self._dtypes = {name: x["dtype"] for name, x in inputs.items()}
+        self.input_names, self.output_names = list(inputs), list(self._runner.get_output_details())
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._runner(**{k: np.ascontiguousarray(v, dtype=self._dtypes[k]) for k, v in feeds.items()})
+        return {name: out[name] for name in self.output_names}
+
+
 class OpenVinoSession(GraphSession):
     def __init__(self, path: Path, device: str, threads: int | None, precision: str, exact: bool) -> None:
         import openvino as ov
@@ -90,7 +110,7 @@ class OpenVinoSession(GraphSession):
 
 def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "CPU", threads: int | None = None,
                  precision: str = "f32", exact: bool = True) -> GraphSession:
-    """Load one graph (`.onnx`, ORT format `.ort`, or OpenVINO `.xml`) on the chosen backend."""
+    """Load one graph (`.onnx`, ORT format `.ort`, OpenVINO `.xml`, LiteRT `.tflite`) on the chosen backend."""
     path = Path(path)
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
@@ -101,11 +121,15 @@ def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "
             raise UsageError(f"ONNX Runtime cannot load {path.name}: export with --format onnx")
     elif path.suffix == ".ort":
         raise UsageError(f"OpenVINO cannot load {path.name} (ONNX Runtime's own format): use --backend onnxruntime")
+    if (backend == "litert") != (path.suffix == ".tflite"):
+        raise UsageError(f"{path.name}: LiteRT graphs (.tflite) run on --backend litert, and only they do")
         if device != "CPU":
             raise UsageError("the onnxruntime backend runs on the CPU; use --backend openvino for other devices")
     try:
         if backend == "onnxruntime":
             return OrtSession(path, threads, exact)
+        if backend == "litert":
+            return LiteRtSession(path, threads)
         return OpenVinoSession(path, device, threads, precision, exact)
     except UsageError:
         raise

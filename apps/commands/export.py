@@ -27,16 +27,16 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="checkpoint file, or a zoo name with --random-init")
     p.add_argument("--tokenizer", help="the base LLM's tokenizer.json (the AVSR tokens are added)")
     p.add_argument("--out", required=True, help="bundle directory to create")
-    p.add_argument("--format", choices=["onnx", "openvino", "ort"], default="onnx",
+    p.add_argument("--format", choices=["onnx", "openvino", "ort", "litert"], default="onnx",
                    help="ort: ONNX Runtime Mobile's format, converted from the ONNX graphs, with the operator list "
-                        "of a reduced build (docs/mobile.md)")
-    p.add_argument("--experts", choices=["int8", "int4", "fp32"], default="int8",
-                   help="expert / MLP projector weights (router and LayerNorms stay fp32)")
-    p.add_argument("--llm", choices=["int8", "int4", "fp32"], default="int8", help="decoder weights")
+                        "of a reduced build; litert: LiteRT (.tflite) from torch, static and fp32 (docs/mobile.md)")
+    p.add_argument("--experts", choices=["int8", "int4", "fp32"],
+                   help="expert / MLP projector weights (router and LayerNorms stay fp32; default int8, litert fp32)")
+    p.add_argument("--llm", choices=["int8", "int4", "fp32"], help="decoder weights (default int8, litert fp32)")
     p.add_argument("--encoders", choices=["fp32", "int8"], default="fp32", help="encoder weights")
     p.add_argument("--audio-mode", choices=["faithful", "fast"], default="faithful",
                    help="faithful: 30 s padded audio, exact; fast: unpadded (accuracy cost measured)")
-    p.add_argument("--static", action="store_true", help="static shapes everywhere (NPU variant)")
+    p.add_argument("--static", action="store_true", help="static shapes everywhere (NPU variant; always for litert)")
     p.add_argument("--video-buckets", metavar="N,N", help="--static: video lengths in frames (default 250,750)")
     p.add_argument("--audio-buckets", metavar="N,N",
                    help="--static with --audio-mode fast: mel-frame lengths (default 1000,3000)")
@@ -56,9 +56,11 @@ def run_export(args: argparse.Namespace) -> int:
     from smop_edge.export.bundle import ExportOptions, export_bundle
     from smop_edge.export.source import load_source
 
-    options = ExportOptions(format=args.format, experts=args.experts, llm=args.llm, encoders=args.encoders,
-                            audio_mode=args.audio_mode, static=args.static, force=args.force,
-                            allow_drift=args.allow_drift)
+    litert = args.format == "litert"  # LiteRT: static graphs, weights in fp32 (its quantizer is not used yet)
+    weights = "fp32" if litert else "int8"
+    options = ExportOptions(format=args.format, experts=args.experts or weights, llm=args.llm or weights,
+                            encoders=args.encoders, audio_mode=args.audio_mode, static=args.static or litert,
+                            force=args.force, allow_drift=args.allow_drift)
     for name in ("audio_buckets", "video_buckets"):
         if getattr(args, name):
             setattr(options, name, _int_list(getattr(args, name), "--" + name.replace("_", "-")))
@@ -98,7 +100,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle")
     p.add_argument("--digest", metavar="SHA256", help="also require the manifest's sha256 to be this value (as "
                                                       "printed by export and verify): it fixes every file")
-    p.add_argument("--backend", choices=["onnxruntime", "openvino"], help="default: the bundle's format")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino", "litert"], help="default: the bundle's format")
     p.add_argument("--against", metavar="BUNDLE", help="the run-check of a converted bundle (e.g. --format ort): "
                    "its self-test and the sample clips through it and through BUNDLE, the one it was made beside; "
                    "exit 4 unless every input gives the same tokens")
