@@ -57,12 +57,11 @@ class ExportOptions:
                                      ("audio mode", self.audio_mode, AUDIO_MODES)):
             if value not in allowed:
                 raise UsageError(f"unsupported {name} {value!r} (choose from {', '.join(allowed)})")
-        if self.format == "litert":
-            if not self.static:
-                raise UsageError("LiteRT graphs are static: the litert format exports the static bundle (--static)")
-            if {self.experts, self.llm, self.encoders} != {"fp32"}:
-                raise UsageError("LiteRT bundles are fp32 here (LiteRT's own quantizer is not wired in yet): "
-                                 "--experts fp32 --llm fp32 --encoders fp32")
+        if self.format == "litert" and not self.static:
+            raise UsageError("LiteRT graphs are static: the litert format exports the static bundle (--static)")
+        if self.format in ("litert", "executorch") and {self.experts, self.llm, self.encoders} != {"fp32"}:
+            raise UsageError(f"{self.format} bundles are fp32 here (the target's own quantizer is not wired in "
+                             "yet): --experts fp32 --llm fp32 --encoders fp32")
         if self.static:
             for name, sizes in (("audio", self.audio_buckets), ("video", self.video_buckets)):
                 if not sizes or sorted(sizes) != list(sizes) or sizes[0] < 1:
@@ -166,6 +165,8 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
     log("parity: running every graph against the torch reference")
     ref = ReferenceRecognizer(model.float(), tokenizer, options.audio_mode)
     backend = FORMAT_BACKEND[options.format]
+    if backend == "executorch":
+        from . import executorch  # noqa: F401 - registers the backend that runs .pte programs
     rec = Recognizer.from_bundle(out, backend=backend)
     figures = parity.measure(ref, rec, audio, frames, task, options.self_test_tokens)
     failures = parity.judge(figures, options.experts, options.llm, options.encoders)

@@ -103,8 +103,9 @@ class DenseProjector(torch.nn.Module):
         self.gates = [_routers(model, m)[1] for m in self.modalities]
         self.top_k = model.cfg.projector.top_k
 
-    def forward(self, *tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, first: torch.Tensor, second: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         out: list[torch.Tensor] = []
+        tokens = [t for t in (first, second) if t is not None]  # one per modality, in `self.modalities` order
         for x, part, gate in zip(tokens, self.parts, self.gates):
             if gate is None:
                 out.append(part(x))
@@ -120,7 +121,7 @@ class DenseProjector(torch.nn.Module):
 
 
 def export_dense_projector(model: LlamaSMoP, path: Path, tokens: int | None) -> Path:
-    """The projector through `export_module` (LiteRT: a fixed `tokens` per call, the static bundle's chunk)."""
+    """The projector through `export_module`: a fixed `tokens` per call (the static bundle's chunk), or any."""
     from .torch_export import export_module
 
     dense = DenseProjector(model)
@@ -128,4 +129,5 @@ def export_dense_projector(model: LlamaSMoP, path: Path, tokens: int | None) -> 
     for m, gate in zip(dense.modalities, dense.gates):
         outputs += ([f"{m}_router_probs"] if gate else []) + [f"{m}_embeds"]
     example = tuple(torch.randn(tokens or 8, model.cfg.projector_input_dim(m)) for m in dense.modalities)
-    return export_module(dense, example, path, names, outputs)
+    dynamic = None if tokens else {n: {0: (n, 1, 4096)} for n in names}
+    return export_module(dense, example, path, names, outputs, dynamic)

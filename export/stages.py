@@ -96,7 +96,7 @@ def _plan(model: LlamaSMoP, options) -> list[tuple[str, int | None, Build, str]]
         else:
             plan.append(("video_encoder", None, lambda p: export_video_encoder(model, p), options.encoders))
     chunk = options.projector_chunk if options.static else None
-    if options.format == "litert":
+    if options.format in ("litert", "executorch"):  # formats made from torch: the projector's torch form
         plan.append(("projector", None, lambda p: export_dense_projector(model, p, chunk), options.experts))
     else:
         plan.append(("projector", None, lambda p: _save(build_projector(
@@ -114,8 +114,9 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
     stages: dict[str, Stage] = {}
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         onnx = options.format in ("onnx", "ort")  # ORT-format graphs are converted from ONNX ones (export.mobile)
-        litert = options.format == "litert"  # torch -> LiteRT directly (export_module picks by suffix)
-        work = out if onnx or litert else Path(tmp)
+        # torch -> LiteRT / ExecuTorch directly (export_module picks the converter by the file's suffix)
+        direct = {"litert": "tflite", "executorch": "pte"}.get(options.format)
+        work = out if onnx or direct else Path(tmp)
         first_bucket: dict[str, Path] = {}
         for i, (name, bucket, build, quant) in enumerate(plan, 1):
             t0 = time.perf_counter()
@@ -130,10 +131,10 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
             log(f"[{i}/{len(plan)}] {what}: exporting ({quant}, {options.format})")
             stem = f"{name}.{bucket}" if bucket else name
             with in_float32(model, name):
-                onnx_path = build(work / f"{stem}.{'tflite' if litert else 'onnx'}")
+                onnx_path = build(work / f"{stem}.{direct or 'onnx'}")
             spec = _io_spec(onnx_path)
             bits = {"int8": 8, "int4": 4}.get(quant) if name != "projector" else None
-            if litert:
+            if direct:
                 file = onnx_path.name
             elif onnx:
                 if bits:
@@ -206,6 +207,10 @@ def _to_openvino(onnx_path: Path, xml: Path, bits: int | None) -> str:
 
 def _io_spec(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Graph inputs/outputs: name, shape (ints or symbolic names) and dtype."""
+    if path.suffix == ".pte":  # a program has no names: the specs its exporter kept
+        from .executorch import WRITTEN
+
+        return WRITTEN.pop(path)
     if path.suffix == ".tflite":  # the signature of the LiteRT graph, as its interpreter reads it
         from ai_edge_litert.interpreter import Interpreter
 

@@ -1,5 +1,6 @@
 """torch -> ONNX through `torch.onnx.export(dynamo=True)`, quietly and with named dynamic axes; or, for a
-`.tflite` path, torch -> LiteRT through litert-torch (static shapes, named signature inputs and outputs)."""
+`.tflite` path, torch -> LiteRT through litert-torch (static shapes, named signature inputs and outputs); or,
+for a `.pte` path, torch -> ExecuTorch (export.executorch; dynamic axes kept)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ def export_module(module: torch.nn.Module, example: tuple[torch.Tensor, ...], pa
     """
     if path.suffix == ".tflite":
         return export_litert(module, example, path, input_names, output_names, dynamic)
+    if path.suffix == ".pte":
+        from .executorch import export_executorch
+
+        return export_executorch(module, example, path, input_names, output_names, dynamic)
     dims: dict[str, torch.export.Dim] = {}
     shapes = None
     if dynamic:

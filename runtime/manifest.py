@@ -19,10 +19,13 @@ MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.json.sha256"  # the manifest's own sha256, written beside it
 SCHEMA_VERSION = 1
 STAGES = ("audio_encoder", "video_encoder", "projector", "decoder")
-FORMATS = ("onnx", "openvino", "ort", "litert")  # ort: ONNX Runtime Mobile's format (export.mobile); litert: .tflite
+# ort: ONNX Runtime Mobile's format (export.mobile); litert: .tflite; executorch: .pte (export.executorch)
+FORMATS = ("onnx", "openvino", "ort", "litert", "executorch")
 # the backend that runs each format by default, and the formats each backend reads
-FORMAT_BACKEND = {"onnx": "onnxruntime", "ort": "onnxruntime", "openvino": "openvino", "litert": "litert"}
-BACKEND_FORMATS = {"onnxruntime": ("onnx", "ort"), "openvino": ("openvino", "onnx"), "litert": ("litert",)}
+FORMAT_BACKEND = {"onnx": "onnxruntime", "ort": "onnxruntime", "openvino": "openvino", "litert": "litert",
+                  "executorch": "executorch"}
+BACKEND_FORMATS = {"onnxruntime": ("onnx", "ort"), "openvino": ("openvino", "onnx"), "litert": ("litert",),
+                   "executorch": ("executorch",)}
 AUDIO_MODES = ("faithful", "fast")
 
 @dataclass

@@ -9,12 +9,21 @@ OpenVINO. Faster, inexact settings are an explicit, measured choice.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .errors import BundleError, UsageError
 
 BACKENDS = ("onnxruntime", "openvino", "litert")
+# backends whose Python runtime needs torch live outside this package and register here (ExecuTorch's:
+# smop_edge.export.executorch); each opens a graph file with (path, threads)
+_REGISTERED: dict[str, Callable[[Path, int | None], "GraphSession"]] = {}
+
+
+def register_backend(name: str, open_graph: Callable[[Path, int | None], "GraphSession"]) -> None:
+    """Make `name` a backend that `open_session` can use (from a package that may import torch)."""
+    _REGISTERED[name] = open_graph
 PRECISIONS = ("f32", "bf16", "f16")
 
 
@@ -112,6 +121,11 @@ def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "
                  precision: str = "f32", exact: bool = True) -> GraphSession:
     """Load one graph (`.onnx`, ORT format `.ort`, OpenVINO `.xml`, LiteRT `.tflite`) on the chosen backend."""
     path = Path(path)
+    if backend in _REGISTERED:
+        return _REGISTERED[backend](path, threads)
+    if backend == "executorch":
+        raise UsageError("ExecuTorch bundles run where torch and executorch are installed (build/envs/mobile): "
+                         "its smop-edge command loads them")
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if precision not in PRECISIONS:

@@ -1,6 +1,6 @@
 """Per-stage times of bundles on one input (a bench input's npz: audio + mouth frames), for docs/mobile.md:
     python scripts/mobile_speed.py INPUT.npz BUNDLE[:BACKEND] ... [--repeats 5]
-Runs in an environment that has every backend named (build/envs/mobile has onnxruntime and LiteRT)."""
+Runs in an environment that has every backend named (build/envs/mobile has ONNX Runtime, LiteRT and ExecuTorch)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from smop_edge.apps.commands.common import ensure_backend
 from smop_edge.runtime import load_recognizer
 from smop_edge.runtime.bundle import load_bundle
 from smop_edge.runtime.manifest import FORMAT_BACKEND
@@ -32,6 +33,7 @@ def main() -> None:
     for spec in args.bundles:
         path, _, backend = spec.partition(":")
         backend = backend or FORMAT_BACKEND[load_bundle(path, verify=False).manifest.format]
+        ensure_backend(backend, None)
         rec = load_recognizer(path, backend=backend, threads=args.threads)
         rec.transcribe(audio=audio, frames=frames, task="avsr")  # warm-up
         runs, totals = [], []

@@ -40,11 +40,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
-# the mobile exporters (litert-torch for --format litert) need numpy 2 and their own torch stack, which the dev
+# the mobile exporters (litert-torch for --format litert, executorch) need numpy 2 and their own torch stack, which the dev
 # extras (mediapipe: numpy < 2) cannot share: a venv of their own, with this checkout installed in it too
 mobile=build/envs/mobile
-MOBILE_PACKAGES=(torch==2.13.0 litert-torch==0.10.0 ai-edge-litert==2.3.0 "transformers>=4.57,<4.58" safetensors
-                 "onnx>=1.17" onnxscript pytest)
+MOBILE_PACKAGES=(torch==2.13.0 litert-torch==0.10.0 ai-edge-litert==2.3.0 executorch==1.5.1
+                 "transformers>=4.57,<4.58" safetensors "onnx>=1.17" onnxscript pytest)
 mobile_want="$(echo "${MOBILE_PACKAGES[*]}" | cat - pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f $mobile/.smop-edge-installed ] || [ "$(cat $mobile/.smop-edge-installed)" != "$mobile_want" ]; then
     echo "setup: installing the mobile exporters into $mobile (first run: a few minutes, about 3 GB)" >&2

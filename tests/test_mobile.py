@@ -69,17 +69,21 @@ def in_mobile_env(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(MOBILE_PYTHON), "-m", "smop_edge.apps.cli", *args], capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module")
-def litert_bundle(tmp_path_factory, make_checkpoint, base_tokenizer):
-    """The tiny DEDR checkpoint as a LiteRT bundle (static, fp32)."""
+def export_in_mobile_env(fmt: str, tmp_path_factory, make_checkpoint, base_tokenizer) -> Path:
+    """The tiny DEDR checkpoint exported as `fmt` by the mobile exporters' environment."""
     if not MOBILE_PYTHON.exists():
         pytest.skip("no mobile exporters' environment: bash scripts/setup.sh makes build/envs/mobile")
     path, _ = make_checkpoint("tiny-dedr")
-    out = tmp_path_factory.mktemp("litert") / "bundle"
-    done = in_mobile_env("export", str(path), "--tokenizer", str(base_tokenizer), "--out", str(out), "--format",
-                         "litert")
+    out = tmp_path_factory.mktemp(fmt) / "bundle"
+    done = in_mobile_env("export", str(path), "--tokenizer", str(base_tokenizer), "--out", str(out), "--format", fmt)
     assert done.returncode == 0, done.stderr[-2000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def litert_bundle(tmp_path_factory, make_checkpoint, base_tokenizer):
+    """The tiny DEDR checkpoint as a LiteRT bundle (static, fp32)."""
+    return export_in_mobile_env("litert", tmp_path_factory, make_checkpoint, base_tokenizer)
 
 
 def test_the_litert_bundle_is_static_fp32_and_runs_the_same_tokens(litert_bundle, dedr_bundle):
@@ -105,3 +109,33 @@ def test_without_ai_edge_litert_a_litert_bundle_says_what_to_install(litert_bund
         pass
     assert main(["verify", str(litert_bundle)]) == 2
     assert "pip install ai-edge-litert" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def executorch_bundle(tmp_path_factory, make_checkpoint, base_tokenizer):
+    """The tiny DEDR checkpoint as an ExecuTorch bundle (XNNPACK, dynamic shapes, fp32)."""
+    return export_in_mobile_env("executorch", tmp_path_factory, make_checkpoint, base_tokenizer)
+
+
+def test_the_executorch_bundle_keeps_dynamic_shapes_and_runs_the_same_tokens(executorch_bundle, dedr_bundle):
+    m = load_bundle(executorch_bundle).manifest
+    graphs = [f for s in m.stages.values() for f in s.files()]
+    assert m.format == "executorch" and not m.static and all(f.endswith(".pte") for f in graphs)
+    assert m.stages["decoder"].inputs[1].shape[3] == "past_length"  # dynamic, named as in the ONNX bundle
+    assert m.stages["decoder"].outputs[1].shape[3] == "length + past_length"
+    assert [t.name for t in m.stages["decoder"].outputs] == ["logits", "present_keys", "present_values"]
+    assert m.parity["passed"] and m.parity["backend"] == "executorch"
+    done = in_mobile_env("verify", str(executorch_bundle), "--against", str(dedr_bundle), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["backend"] == "executorch" and all(i["tokens_equal"] for i in report["against"]["inputs"])
+
+
+def test_an_executorch_bundle_outside_its_environment_says_where_it_runs(executorch_bundle, capsys):
+    try:
+        import executorch  # noqa: F401
+        pytest.skip("executorch is installed here")
+    except ModuleNotFoundError:
+        pass
+    assert main(["verify", str(executorch_bundle)]) == 2
+    assert "executorch" in capsys.readouterr().err

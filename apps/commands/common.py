@@ -24,10 +24,23 @@ def add_backend_flags(p: argparse.ArgumentParser, backends: list[str]) -> None:
     p.add_argument("--threads", type=int, help="CPU threads")
 
 
+def ensure_backend(backend: str | None, bundle: str | None) -> None:
+    """Register the ExecuTorch backend (it imports torch, so it lives in the export package) when `backend`, or
+    the format of `bundle` by default, asks for it."""
+    from smop_edge.runtime.bundle import load_bundle
+    from smop_edge.runtime.manifest import FORMAT_BACKEND
+
+    if backend is None and bundle is not None:
+        backend = FORMAT_BACKEND.get(load_bundle(bundle, verify=False).manifest.format)
+    if backend == "executorch":
+        import smop_edge.export.executorch  # noqa: F401 - registers the backend
+
+
 def open_bundle(args: argparse.Namespace) -> Recognizer:
     """The Recognizer of `--bundle` (default: the demo bundle) on the chosen backend."""
     from smop_edge.runtime import load_recognizer
 
+    ensure_backend(args.backend, None)
     return load_recognizer(args.bundle, backend=args.backend, device=args.device, threads=args.threads,
                            precision=args.precision)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from smop_edge.runtime.errors import UsageError
 
-from .common import add_override_flags, overrides
+from .common import add_override_flags, ensure_backend, overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +27,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="checkpoint file, or a zoo name with --random-init")
     p.add_argument("--tokenizer", help="the base LLM's tokenizer.json (the AVSR tokens are added)")
     p.add_argument("--out", required=True, help="bundle directory to create")
-    p.add_argument("--format", choices=["onnx", "openvino", "ort", "litert"], default="onnx",
+    p.add_argument("--format", choices=["onnx", "openvino", "ort", "litert", "executorch"], default="onnx",
                    help="ort: ONNX Runtime Mobile's format, converted from the ONNX graphs, with the operator list "
-                        "of a reduced build; litert: LiteRT (.tflite) from torch, static and fp32 (docs/mobile.md)")
+                        "of a reduced build; litert: LiteRT (.tflite) from torch, static, fp32; executorch: "
+                        "ExecuTorch (.pte, XNNPACK) from torch, fp32 (docs/mobile.md)")
     p.add_argument("--experts", choices=["int8", "int4", "fp32"],
-                   help="expert / MLP projector weights (router and LayerNorms stay fp32; default int8, litert fp32)")
-    p.add_argument("--llm", choices=["int8", "int4", "fp32"], help="decoder weights (default int8, litert fp32)")
+                   help="expert / MLP projector weights (router and LayerNorms stay fp32; default int8; litert, "
+                        "executorch: fp32)")
+    p.add_argument("--llm", choices=["int8", "int4", "fp32"], help="decoder weights (default int8; litert, "
+                                                                   "executorch: fp32)")
     p.add_argument("--encoders", choices=["fp32", "int8"], default="fp32", help="encoder weights")
     p.add_argument("--audio-mode", choices=["faithful", "fast"], default="faithful",
                    help="faithful: 30 s padded audio, exact; fast: unpadded (accuracy cost measured)")
@@ -56,8 +59,8 @@ def run_export(args: argparse.Namespace) -> int:
     from smop_edge.export.bundle import ExportOptions, export_bundle
     from smop_edge.export.source import load_source
 
-    litert = args.format == "litert"  # LiteRT: static graphs, weights in fp32 (its quantizer is not used yet)
-    weights = "fp32" if litert else "int8"
+    litert = args.format == "litert"  # LiteRT: static graphs
+    weights = "fp32" if args.format in ("litert", "executorch") else "int8"  # their quantizers are not used yet
     options = ExportOptions(format=args.format, experts=args.experts or weights, llm=args.llm or weights,
                             encoders=args.encoders, audio_mode=args.audio_mode, static=args.static or litert,
                             force=args.force, allow_drift=args.allow_drift)
@@ -100,7 +103,8 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle")
     p.add_argument("--digest", metavar="SHA256", help="also require the manifest's sha256 to be this value (as "
                                                       "printed by export and verify): it fixes every file")
-    p.add_argument("--backend", choices=["onnxruntime", "openvino", "litert"], help="default: the bundle's format")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino", "litert", "executorch"],
+                   help="default: the bundle's format")
     p.add_argument("--against", metavar="BUNDLE", help="the run-check of a converted bundle (e.g. --format ort): "
                    "its self-test and the sample clips through it and through BUNDLE, the one it was made beside; "
                    "exit 4 unless every input gives the same tokens")
@@ -115,6 +119,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from smop_edge.runtime.errors import BundleError
     from smop_edge.runtime.verify import self_test
 
+    ensure_backend(args.backend, args.bundle)
     result = self_test(args.bundle, args.backend, args.digest)
     report = result.to_dict()
     if not args.json:

@@ -28,7 +28,7 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
                                    "input, 4 invalid bundle, 5 input unsuitable for the model's tasks.")
     p.add_argument("media", nargs="+", help="video (mp4, mkv, avi, mov, webm) or audio (wav, flac, mp3, ogg)")
     p.add_argument("--task", choices=["auto", "asr", "vsr", "avsr"], default="auto")
-    add_backend_flags(p, ["onnxruntime", "openvino", "litert", "torch"])
+    add_backend_flags(p, ["onnxruntime", "openvino", "litert", "executorch", "torch"])
     add_decoding_flags(p)
     p.add_argument("--roi", action="store_true", help="the video is a pre-cropped mouth ROI (96x96)")
     p.add_argument("--format", choices=["txt", "srt", "vtt"], default="txt")
