@@ -43,16 +43,18 @@ class SelfTestResult:
                 f"  torch:     {self.reference_text!r}{agree}")
 
 
-def self_test(path: str | Path, backend: str | None = None, digest: str | None = None) -> SelfTestResult:
+def self_test(path: str | Path, backend: str | None = None, digest: str | None = None,
+              device: str = "CPU") -> SelfTestResult:
     """Verify the files of bundle `path` (a BundleError if any differ, or if its manifest's sha256 is not a
-    pinned `digest`) and rerun its self-test on `backend` (default: the one its format runs on)."""
+    pinned `digest`) and rerun its self-test on `backend` (default: the one its format runs on) and `device`
+    (OpenVINO: CPU, GPU, NPU)."""
     bundle = load_bundle(path, verify=True, digest=digest)
     backend = backend or FORMAT_BACKEND[bundle.manifest.format]
     test = bundle.manifest.self_test
     if test.reference_tokens is None:
         raise BundleError(f"{path} was exported without parity (a benchmark variant): it has no "
                           "self-test reference to verify against")
-    rec = Recognizer.from_bundle(path, backend=backend)
+    rec = Recognizer.from_bundle(path, backend=backend, device=device)
     data = np.load(bundle.file(test.file))
     out = rec.transcribe(audio=data["audio"] if "audio" in data else None,
                          frames=data["frames"] if "frames" in data else None, task=test.task,

@@ -139,3 +139,32 @@ def test_an_executorch_bundle_outside_its_environment_says_where_it_runs(executo
         pass
     assert main(["verify", str(executorch_bundle)]) == 2
     assert "executorch" in capsys.readouterr().err
+
+
+def test_a_static_openvino_bundle_is_checked_for_an_npu_as_far_as_this_machine_allows(tmp_path_factory,
+                                                                                       make_checkpoint,
+                                                                                       base_tokenizer):
+    """scripts/npu_readiness.py: every shape static, the CPU plugin's f32 self-test, the compile cache; the NPU
+    run where OpenVINO lists one (not here: reported as not run, not as passed)."""
+    import subprocess
+    import sys
+
+    path, _ = make_checkpoint("tiny-jejr")
+    out = tmp_path_factory.mktemp("npu") / "bundle"
+    assert main(["export", str(path), "--tokenizer", str(base_tokenizer), "--out", str(out), "--format", "openvino",
+                 "--static", "--experts", "fp32", "--llm", "fp32", "--video-buckets", "30,60",
+                 "--kv-capacity", "128"]) == 0
+    script = Path(__file__).resolve().parent.parent / "scripts" / "npu_readiness.py"
+    done = subprocess.run([sys.executable, str(script), str(out), "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["static"] and report["cache"] and report["cpu_f32_self_test"]
+    assert len(report["graphs"]) == 5  # audio, two video buckets, projector, decoder
+    assert all(g["cache_written"] for g in report["graphs"].values())
+    if not any(d.startswith("NPU") for d in report["devices"]):
+        assert report["npu_self_test"] is None
+    dynamic = tmp_path_factory.mktemp("dyn") / "bundle"  # a dynamic bundle is refused, not reported ready
+    assert main(["export", str(path), "--tokenizer", str(base_tokenizer), "--out", str(dynamic), "--format",
+                 "openvino", "--experts", "fp32", "--llm", "fp32"]) == 0
+    refused = subprocess.run([sys.executable, str(script), str(dynamic)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "not a static OpenVINO bundle" in refused.stderr

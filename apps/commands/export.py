@@ -105,6 +105,8 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
                                                       "printed by export and verify): it fixes every file")
     p.add_argument("--backend", choices=["onnxruntime", "openvino", "litert", "executorch"],
                    help="default: the bundle's format")
+    p.add_argument("--device", default="CPU", help="OpenVINO device for the self-test: CPU, GPU, NPU (a static "
+                                                   "bundle's NPU check: scripts/npu_readiness.py)")
     p.add_argument("--against", metavar="BUNDLE", help="the run-check of a converted bundle (e.g. --format ort): "
                    "its self-test and the sample clips through it and through BUNDLE, the one it was made beside; "
                    "exit 4 unless every input gives the same tokens")
@@ -120,7 +122,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from smop_edge.runtime.verify import self_test
 
     ensure_backend(args.backend, args.bundle)
-    result = self_test(args.bundle, args.backend, args.digest)
+    result = self_test(args.bundle, args.backend, args.digest, args.device)
     report = result.to_dict()
     if not args.json:
         print(result.describe())
