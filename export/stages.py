@@ -24,7 +24,7 @@ from smop_edge.runtime.manifest import BucketGraph, Stage, TensorSpec
 from .decoder_graph import export_decoder
 from .encoder_graphs import export_audio_encoder, export_video_encoder, share_weights
 from .projector_graph import build_projector, export_dense_projector
-from .weight_compression import compress_onnx, compress_openvino
+from .weight_compression import compress_litert, compress_onnx, compress_openvino
 
 Build = Callable[[Path], Path]
 
@@ -135,6 +135,8 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
             spec = _io_spec(onnx_path)
             bits = {"int8": 8, "int4": 4}.get(quant) if name != "projector" else None
             if direct:
+                if direct == "tflite" and quant == "int8":
+                    compress_litert(onnx_path)
                 file = onnx_path.name
             elif onnx:
                 if bits:

@@ -1,5 +1,5 @@
 """Weight-only compression of whole graphs (LLM decoder, optionally the encoders):
-ONNX Runtime's MatMulNBits for ONNX bundles, NNCF for OpenVINO IR."""
+ONNX Runtime's MatMulNBits for ONNX bundles, NNCF for OpenVINO IR, ai-edge-quantizer for LiteRT."""
 
 from __future__ import annotations
 
@@ -60,3 +60,18 @@ def compress_openvino(model, bits: int, group_size: int = 32):
             except Exception as exc:  # NNCF raises its own error types for indivisible channels
                 error = exc
     raise RuntimeError(f"int4 compression failed for every group size: {error}")
+
+
+def compress_litert(path: Path) -> None:
+    """int8 weights with float32 activations (LiteRT's dynamic-range recipe, `dynamic_wi8_afp32`) for every
+    fully connected and convolution weight of a `.tflite` graph, in place, with ai-edge-quantizer. Unlike the
+    ONNX projector it quantizes the router too (the recipe covers every such layer)."""
+    import contextlib
+    import io
+
+    from ai_edge_quantizer import quantizer, recipe
+
+    qt = quantizer.Quantizer(str(path))
+    qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints sizes and times
+        qt.quantize().export_model(str(path), overwrite=True)

@@ -70,7 +70,8 @@ def in_mobile_env(*args: str) -> subprocess.CompletedProcess:
 
 
 def export_in_mobile_env(fmt: str, tmp_path_factory, make_checkpoint, base_tokenizer) -> Path:
-    """The tiny DEDR checkpoint exported as `fmt` by the mobile exporters' environment."""
+    """The tiny DEDR checkpoint exported as `fmt` (with its default weights) by the mobile exporters'
+    environment."""
     if not MOBILE_PYTHON.exists():
         pytest.skip("no mobile exporters' environment: bash scripts/setup.sh makes build/envs/mobile")
     path, _ = make_checkpoint("tiny-dedr")
@@ -82,15 +83,17 @@ def export_in_mobile_env(fmt: str, tmp_path_factory, make_checkpoint, base_token
 
 @pytest.fixture(scope="module")
 def litert_bundle(tmp_path_factory, make_checkpoint, base_tokenizer):
-    """The tiny DEDR checkpoint as a LiteRT bundle (static, fp32)."""
+    """The tiny DEDR checkpoint as a LiteRT bundle (static; int8 experts and LLM, the default)."""
     return export_in_mobile_env("litert", tmp_path_factory, make_checkpoint, base_tokenizer)
 
 
-def test_the_litert_bundle_is_static_fp32_and_runs_the_same_tokens(litert_bundle, dedr_bundle):
+def test_the_litert_bundle_is_static_int8_and_runs_the_same_tokens(litert_bundle, dedr_bundle):
     m = load_bundle(litert_bundle).manifest
     graphs = [f for s in m.stages.values() for f in s.files()]
     assert m.format == "litert" and m.static and all(f.endswith(".tflite") for f in graphs)
-    assert len(m.stages["video_encoder"].buckets) == 2 and m.quantization.experts == m.quantization.llm == "fp32"
+    assert len(m.stages["video_encoder"].buckets) == 2 and m.quantization.experts == m.quantization.llm == "int8"
+    fp32_decoder = (dedr_bundle / "decoder.onnx").stat().st_size  # the same weights in fp32
+    assert (litert_bundle / "decoder.tflite").stat().st_size < 0.6 * fp32_decoder
     assert all("?" not in map(str, t.shape) and all(isinstance(d, int) for d in t.shape)
                for s in m.stages.values() for g in (s.buckets or [s]) for t in g.inputs)  # every shape static
     assert m.parity["passed"] and m.parity["backend"] == "litert"
