@@ -59,11 +59,8 @@ class ExportOptions:
                 raise UsageError(f"unsupported {name} {value!r} (choose from {', '.join(allowed)})")
         if self.format == "litert" and not self.static:
             raise UsageError("LiteRT graphs are static: the litert format exports the static bundle (--static)")
-        if self.format == "litert" and {self.experts, self.llm, self.encoders} - {"fp32", "int8"}:
-            raise UsageError("LiteRT bundles take fp32 or int8 weights (ai-edge-quantizer's int8 recipe)")
-        if self.format == "executorch" and {self.experts, self.llm, self.encoders} != {"fp32"}:
-            raise UsageError("executorch bundles are fp32 here (XNNPACK's quantizer is not wired in yet): "
-                             "--experts fp32 --llm fp32 --encoders fp32")
+        if self.format in ("litert", "executorch") and {self.experts, self.llm, self.encoders} - {"fp32", "int8"}:
+            raise UsageError(f"{self.format} bundles take fp32 or int8 weights (the target's own int8 quantizer)")
         if self.static:
             for name, sizes in (("audio", self.audio_buckets), ("video", self.video_buckets)):
                 if not sizes or sorted(sizes) != list(sizes) or sizes[0] < 1:

@@ -7,6 +7,7 @@ line does so lazily, when a bundle asks for it)."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import logging
 import re
@@ -27,6 +28,9 @@ from smop_edge.runtime.sessions import GraphSession, register_backend
 BOUNDS = {"video_frames": 750, "batch": 4, "length": 1024, "past_length": 1024, "audio_tokens": 1024,
           "video_tokens": 1024}
 
+# whether the programs exported now get int8 weights (set per stage by `int8_weights`)
+_INT8 = contextvars.ContextVar("executorch_int8", default=False)
+
 # the input/output specs of the programs written in this process (`.pte` files carry no names), read once by
 # the stage exporter that asked for the program (export.stages._io_spec)
 WRITTEN: dict[Path, tuple[list[TensorSpec], list[TensorSpec]]] = {}
@@ -40,6 +44,30 @@ def _executorch():
         raise UsageError(f"--format executorch needs executorch 1.5 and numpy 2 ({exc}); scripts/setup.sh makes "
                          "that environment in build/envs/mobile") from None
     return to_edge_transform_and_lower, XnnpackPartitioner
+
+
+@contextlib.contextmanager
+def int8_weights(enabled: bool):
+    """Within it, `export_executorch` quantizes linear and convolution layers with XNNPACK's quantizer: int8
+    weights per channel, activations quantized to int8 per call (dynamic), as XNNPACK runs them."""
+    token = _INT8.set(enabled)
+    try:
+        yield
+    finally:
+        _INT8.reset(token)
+
+
+def _quantized(program, example: tuple, dynamic_shapes):
+    """`program` with XNNPACK's dynamic int8 quantization (prepared, run once on the example, converted)."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                        get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    module = prepare_pt2e(program.module(), quantizer)
+    module(*example)
+    return torch.export.export(convert_pt2e(module), example, dynamic_shapes=dynamic_shapes)
 
 
 def _spec(name: str, value, symbols: dict[str, str]) -> TensorSpec:
@@ -70,6 +98,8 @@ def export_executorch(module, example: tuple, path: Path, input_names: list[str]
         warnings.simplefilter("ignore")
         logging.getLogger("torch").setLevel(logging.ERROR)
         program = torch.export.export(module.eval(), example, dynamic_shapes=dynamic_shapes)
+        if _INT8.get():
+            program = _quantized(program, example, dynamic_shapes)
         buffer = lower(program, partitioner=[partitioner()]).to_executorch().buffer
     path.write_bytes(buffer)
     nodes = list(program.graph.nodes)

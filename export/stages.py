@@ -23,6 +23,7 @@ from smop_edge.runtime.manifest import BucketGraph, Stage, TensorSpec
 
 from .decoder_graph import export_decoder
 from .encoder_graphs import export_audio_encoder, export_video_encoder, share_weights
+from .executorch import int8_weights
 from .projector_graph import build_projector, export_dense_projector
 from .weight_compression import compress_litert, compress_onnx, compress_openvino
 
@@ -130,7 +131,7 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
                 continue
             log(f"[{i}/{len(plan)}] {what}: exporting ({quant}, {options.format})")
             stem = f"{name}.{bucket}" if bucket else name
-            with in_float32(model, name):
+            with in_float32(model, name), int8_weights(direct == "pte" and quant == "int8"):
                 onnx_path = build(work / f"{stem}.{direct or 'onnx'}")
             spec = _io_spec(onnx_path)
             bits = {"int8": 8, "int4": 4}.get(quant) if name != "projector" else None

@@ -116,7 +116,7 @@ def test_without_ai_edge_litert_a_litert_bundle_says_what_to_install(litert_bund
 
 @pytest.fixture(scope="module")
 def executorch_bundle(tmp_path_factory, make_checkpoint, base_tokenizer):
-    """The tiny DEDR checkpoint as an ExecuTorch bundle (XNNPACK, dynamic shapes, fp32)."""
+    """The tiny DEDR checkpoint as an ExecuTorch bundle (XNNPACK, dynamic shapes, int8 experts and LLM)."""
     return export_in_mobile_env("executorch", tmp_path_factory, make_checkpoint, base_tokenizer)
 
 
@@ -124,6 +124,8 @@ def test_the_executorch_bundle_keeps_dynamic_shapes_and_runs_the_same_tokens(exe
     m = load_bundle(executorch_bundle).manifest
     graphs = [f for s in m.stages.values() for f in s.files()]
     assert m.format == "executorch" and not m.static and all(f.endswith(".pte") for f in graphs)
+    assert m.quantization.experts == m.quantization.llm == "int8"
+    assert (executorch_bundle / "decoder.pte").stat().st_size < 0.6 * (dedr_bundle / "decoder.onnx").stat().st_size
     assert m.stages["decoder"].inputs[1].shape[3] == "past_length"  # dynamic, named as in the ONNX bundle
     assert m.stages["decoder"].outputs[1].shape[3] == "length + past_length"
     assert [t.name for t in m.stages["decoder"].outputs] == ["logits", "present_keys", "present_values"]

@@ -31,10 +31,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="ort: ONNX Runtime Mobile's format, converted from the ONNX graphs, with the operator list "
                         "of a reduced build; litert: LiteRT (.tflite) from torch, static; executorch: "
                         "ExecuTorch (.pte, XNNPACK) from torch, fp32 (docs/mobile.md)")
-    p.add_argument("--experts", choices=["int8", "int4", "fp32"],
-                   help="expert / MLP projector weights (router and LayerNorms stay fp32; default int8; "
-                        "executorch: fp32)")
-    p.add_argument("--llm", choices=["int8", "int4", "fp32"], help="decoder weights (default int8; executorch: fp32)")
+    p.add_argument("--experts", choices=["int8", "int4", "fp32"], default="int8",
+                   help="expert / MLP projector weights (router and LayerNorms stay fp32)")
+    p.add_argument("--llm", choices=["int8", "int4", "fp32"], default="int8", help="decoder weights")
     p.add_argument("--encoders", choices=["fp32", "int8"], default="fp32", help="encoder weights")
     p.add_argument("--audio-mode", choices=["faithful", "fast"], default="faithful",
                    help="faithful: 30 s padded audio, exact; fast: unpadded (accuracy cost measured)")
@@ -58,10 +57,8 @@ def run_export(args: argparse.Namespace) -> int:
     from smop_edge.export.bundle import ExportOptions, export_bundle
     from smop_edge.export.source import load_source
 
-    litert = args.format == "litert"  # LiteRT: static graphs
-    weights = "fp32" if args.format == "executorch" else "int8"  # XNNPACK's quantizer is not used yet
-    options = ExportOptions(format=args.format, experts=args.experts or weights, llm=args.llm or weights,
-                            encoders=args.encoders, audio_mode=args.audio_mode, static=args.static or litert,
+    options = ExportOptions(format=args.format, experts=args.experts, llm=args.llm, encoders=args.encoders,
+                            audio_mode=args.audio_mode, static=args.static or args.format == "litert",  # LiteRT: static
                             force=args.force, allow_drift=args.allow_drift)
     for name in ("audio_buckets", "video_buckets"):
         if getattr(args, name):
