@@ -16,6 +16,7 @@ import importlib.util
 import math
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def _cache_dir() -> Path | None:
     return root if os.access(root, os.W_OK) else None
 
 
+@functools.cache  # one compile per model and process; each detector makes its own infer request
 def _compile(name: str):
     import openvino as ov
 
@@ -120,6 +122,31 @@ def _compile(name: str):
         core.set_property({"CACHE_DIR": str(cache)})
     # f32: on CPUs with bf16 units OpenVINO would otherwise move landmarks by up to 0.7 px (in 192)
     return core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
+
+
+_warming = threading.Lock()  # held while the models compile: a detector waits for a warm-up under way
+
+
+def compiled(name: str):
+    """The compiled model `name`, compiled once per process (waiting for a warm-up that is compiling it)."""
+    with _warming:
+        return _compile(name)
+
+
+def warm_up_in_background() -> None:
+    """Import OpenVINO and compile both face models in a thread, while the caller's other start-up work (bundle,
+    audio) goes on: the first crop then finds them ready. Once per process; a failure is left to the crop that
+    needs the models, which reports it."""
+    def work() -> None:
+        with _warming:
+            try:
+                _compile(DETECTOR_FILE)
+                _compile(LANDMARK_FILE)
+            except Exception:  # noqa: BLE001 - reported by the first detector that is made
+                pass
+
+    if not _warming.locked() and _compile.cache_info().currsize < 2:
+        threading.Thread(target=work, daemon=True, name="face-models").start()
 
 
 @dataclass
@@ -176,7 +203,7 @@ class FaceDetector:
     """mediapipe's full-range face detector (faces from about 1/12 of the image side upwards)."""
 
     def __init__(self) -> None:
-        self._model = _compile(DETECTOR_FILE)
+        self._model = compiled(DETECTOR_FILE).create_infer_request()
 
     def __call__(self, rgb: np.ndarray, min_score: float = MIN_DETECTION_SCORE) -> list[Detection]:
         import cv2
@@ -187,7 +214,7 @@ class FaceDetector:
         ox, oy = (side - w) / 2, (side - h) / 2  # letterbox: the image centred on a black square
         m = np.array([[scale, 0, ox * scale], [0, scale, oy * scale]], np.float32)
         x = cv2.warpAffine(rgb, m, (MODEL_SIZE, MODEL_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        out = self._model(x[None].astype(np.float32) / 127.5 - 1)
+        out = self._model.infer(x[None].astype(np.float32) / 127.5 - 1)
         raw, logits = out[0][0], out[1][0, :, 0]
         keep = np.flatnonzero(logits >= math.log(min_score / (1 - min_score)))
         if keep.size == 0:
@@ -216,7 +243,7 @@ class FaceLandmarker:
     """mediapipe's Face Mesh landmark model: 468 points of the face in a ROI, or None without a face."""
 
     def __init__(self) -> None:
-        self._model = _compile(LANDMARK_FILE)
+        self._model = compiled(LANDMARK_FILE).create_infer_request()
 
     def __call__(self, rgb: np.ndarray, roi: Roi, min_presence: float = MIN_PRESENCE) -> np.ndarray | None:
         import cv2
@@ -226,7 +253,7 @@ class FaceLandmarker:
         m = roi.to_model()
         crop = cv2.warpAffine(rgb, m, (MODEL_SIZE, MODEL_SIZE), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
-        out = self._model(crop[None].astype(np.float32) / 255)
+        out = self._model.infer(crop[None].astype(np.float32) / 255)
         if 1 / (1 + math.exp(-float(np.clip(out[1].ravel()[0], -80, 80)))) < min_presence:
             return None
         pts = out[0].reshape(468, 3)[:, :2]

@@ -53,6 +53,10 @@ def run_transcribe(args: argparse.Namespace) -> int:
 
         rec = ReferenceRecognizer.from_checkpoint(args.checkpoint, args.tokenizer, audio_mode=args.audio_mode)
     else:
+        if args.task != "asr":  # the face models compile while the bundle loads (start-up: issue 36)
+            from smop_edge.runtime.face_mesh import warm_up_in_background
+
+            warm_up_in_background()
         rec = open_bundle(args)
     options = decoding_options(args)
     task = None if args.task == "auto" else args.task
