@@ -118,6 +118,10 @@ def test_bench_runs_each_configuration_in_its_own_process(capsys, tiny_bench):
     for name, c in configs.items():
         x = c["inputs"]["1s"]
         assert x["total"]["median"] > 0 and x["rtf_with_media"] > x["rtf"] > 0
+        media = rep["media"]["1s"]  # the lip crop decodes the video itself: its decoding is counted once
+        assert x["rtf_with_media"] == pytest.approx(
+            (x["total"]["median"] + media["audio_decode"]["median"] + media["lip_crop"]["median"]) / 1000, abs=2e-4)
+        assert media["video_decode"]["median"] > 0
         assert {"features", "audio_encoder", "video_encoder", "projector", "prefill"} <= set(x["stages"])
         assert x["total"]["median"] >= x["stages"]["prefill"]["median"] + x["stages"]["audio_encoder"]["median"]
         if c["config"]["fixed_steps"]:
