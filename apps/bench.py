@@ -538,9 +538,11 @@ def _ratios(results: dict[str, Any], longest: Input, limits: machine_limits.Mach
 
 # ---- rendering ----------------------------------------------------------------------------------------
 def _quality_cells(r: dict[str, Any], missing: str, unit: str = "") -> tuple[str, str]:
-    """One configuration's agreement (equal transcripts / inputs) and sample-WER cells."""
+    """One configuration's agreement (equal transcripts / inputs; `ref` for the torch reference, which the
+    others are compared with) and sample-WER cells."""
     agree = r.get("agreement")
-    agree_s = f"{agree['transcripts_equal']}/{agree['inputs']}" if agree else missing
+    agree_s = "ref" if r["config"]["engine"] == "torch" else \
+        f"{agree['transcripts_equal']}/{agree['inputs']}" if agree else missing
     wer_s = f"{100 * r['samples']['wer']:.1f}{unit}" if "samples" in r else missing
     return agree_s, wer_s
 

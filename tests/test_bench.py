@@ -126,6 +126,7 @@ def test_bench_runs_each_configuration_in_its_own_process(capsys, tiny_bench):
         assert x["total"]["median"] >= x["stages"]["prefill"]["median"] + x["stages"]["audio_encoder"]["median"]
         if c["config"]["fixed_steps"]:
             assert x["tokens"] == 5 and x["decode_token"]["median"] > 0
+    assert bench._quality_cells(configs["torch-fp32"], "-")[0] == "ref"  # the reference, not compared with itself
     # fp32 graphs reproduce the fp32 reference's transcripts; the samples were transcribed
     assert configs["ort-fp32"]["agreement"]["transcripts_equal"] == configs["ort-fp32"]["agreement"]["inputs"] == 3
     assert configs["ort-fp32"]["samples"]["words"] > 0 and "samples" not in configs["mlp-fixed"]
