@@ -89,11 +89,11 @@ def export_executorch(module, example: tuple, path: Path, input_names: list[str]
     specs go into `WRITTEN[path]`."""
     import torch
 
+    from .torch_export import dynamic_shapes as named_shapes
+
     lower, partitioner = _executorch()
-    dims: dict[str, torch.export.Dim] = {}
-    dynamic_shapes = tuple({axis: dims.setdefault(d, torch.export.Dim(d, min=lo, max=min(hi, BOUNDS.get(d, hi))))
-                            for axis, (d, lo, hi) in (dynamic or {}).get(name, {}).items()} or None
-                           for name in input_names) if dynamic else None
+    shapes = named_shapes(input_names, dynamic, BOUNDS)
+    dynamic_shapes = tuple(shapes[n] for n in input_names) if shapes else None  # positional: forward's order
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         logging.getLogger("torch").setLevel(logging.ERROR)

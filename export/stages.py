@@ -114,10 +114,10 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
     plan = _plan(model, options)
     stages: dict[str, Stage] = {}
     with tempfile.TemporaryDirectory(dir=out) as tmp:
-        onnx = options.format in ("onnx", "ort")  # ORT-format graphs are converted from ONNX ones (export.mobile)
+        from_onnx = options.format in ("onnx", "ort")  # ORT-format graphs are converted from ONNX ones (export.mobile)
         # torch -> LiteRT / ExecuTorch directly (export_module picks the converter by the file's suffix)
         direct = {"litert": "tflite", "executorch": "pte"}.get(options.format)
-        work = out if onnx or direct else Path(tmp)
+        work = out if from_onnx or direct else Path(tmp)
         first_bucket: dict[str, Path] = {}
         for i, (name, bucket, build, quant) in enumerate(plan, 1):
             t0 = time.perf_counter()
@@ -132,22 +132,22 @@ def export_stages(model: LlamaSMoP, out: Path, options, log: Callable[[str], Non
             log(f"[{i}/{len(plan)}] {what}: exporting ({quant}, {options.format})")
             stem = f"{name}.{bucket}" if bucket else name
             with in_float32(model, name), int8_weights(direct == "pte" and quant == "int8"):
-                onnx_path = build(work / f"{stem}.{direct or 'onnx'}")
-            spec = _io_spec(onnx_path)
+                graph = build(work / f"{stem}.{direct or 'onnx'}")
+            spec = _io_spec(graph)
             bits = {"int8": 8, "int4": 4}.get(quant) if name != "projector" else None
             if direct:
                 if direct == "tflite" and quant == "int8":
-                    compress_litert(onnx_path)
-                file = onnx_path.name
-            elif onnx:
+                    compress_litert(graph)
+                file = graph.name
+            elif from_onnx:
                 if bits:
-                    compress_onnx(onnx_path, bits)
+                    compress_onnx(graph, bits)
                 elif bucket and name in first_bucket:
-                    share_weights(first_bucket[name], onnx_path)
-                first_bucket.setdefault(name, onnx_path)
-                file = onnx_path.name
+                    share_weights(first_bucket[name], graph)
+                first_bucket.setdefault(name, graph)
+                file = graph.name
             else:
-                file = _to_openvino(onnx_path, out / f"{stem}.xml", bits)
+                file = _to_openvino(graph, out / f"{stem}.xml", bits)
             if bucket:
                 stages.setdefault(name, Stage(quant, buckets=[], weights_sha256=weights)).buckets.append(
                     BucketGraph(file, *spec, size=bucket))

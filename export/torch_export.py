@@ -27,14 +27,7 @@ def export_module(module: torch.nn.Module, example: tuple[torch.Tensor, ...], pa
         from .executorch import export_executorch
 
         return export_executorch(module, example, path, input_names, output_names, dynamic)
-    dims: dict[str, torch.export.Dim] = {}
-    shapes = None
-    if dynamic:
-        shapes = {}
-        for name in input_names:
-            axes = dynamic.get(name, {})
-            shapes[name] = {axis: dims.setdefault(d, torch.export.Dim(d, min=lo, max=hi))
-                            for axis, (d, lo, hi) in axes.items()} or None
+    shapes = dynamic_shapes(input_names, dynamic)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -45,6 +38,18 @@ def export_module(module: torch.nn.Module, example: tuple[torch.Tensor, ...], pa
         external_data = _too_big_for_protobuf(module)
     program.save(str(path), external_data=external_data)
     return path
+
+
+def dynamic_shapes(input_names: list[str], dynamic: dict[str, dict[int, tuple[str, int, int]]] | None,
+                   bounds: dict[str, int] | None = None) -> dict[str, dict[int, torch.export.Dim] | None] | None:
+    """`dynamic` ({input: {axis: (dim name, min, max)}}) as torch.export's dynamic shapes per input name, one
+    Dim per dim name (shared across inputs); `bounds` lowers the maxima of the dims it names."""
+    if not dynamic:
+        return None
+    dims: dict[str, torch.export.Dim] = {}
+    bounds = bounds or {}
+    return {name: {axis: dims.setdefault(d, torch.export.Dim(d, min=lo, max=min(hi, bounds.get(d, hi))))
+                   for axis, (d, lo, hi) in dynamic.get(name, {}).items()} or None for name in input_names}
 
 
 def _too_big_for_protobuf(module: torch.nn.Module) -> bool:

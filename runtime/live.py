@@ -185,7 +185,7 @@ class LibcameraSource:
                              f"{width}x{height}")
         self.width, self.height = width, height
         if command is None:
-            program = next((p for p in self.PROGRAMS if shutil.which(p)), None)
+            program = self.program()
             if program is None:
                 raise InputError("no Raspberry Pi camera program (rpicam-vid; Raspberry Pi OS: "
                                  "sudo apt install rpicam-apps-lite)")
@@ -216,9 +216,14 @@ class LibcameraSource:
             log.close()
 
     @classmethod
+    def program(cls) -> str | None:
+        """The camera program's name where one is installed."""
+        return next((p for p in cls.PROGRAMS if shutil.which(p)), None)
+
+    @classmethod
     def cameras(cls) -> list[str]:
         """The cameras libcamera sees (`rpicam-vid --list-cameras`), one line each; empty without its program."""
-        program = next((p for p in cls.PROGRAMS if shutil.which(p)), None)
+        program = cls.program()
         if program is None:
             return []
         try:

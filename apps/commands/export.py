@@ -30,7 +30,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["onnx", "openvino", "ort", "litert", "executorch"], default="onnx",
                    help="ort: ONNX Runtime Mobile's format, converted from the ONNX graphs, with the operator list "
                         "of a reduced build; litert: LiteRT (.tflite) from torch, static; executorch: "
-                        "ExecuTorch (.pte, XNNPACK) from torch, fp32 (docs/mobile.md)")
+                        "ExecuTorch (.pte, XNNPACK) from torch (docs/mobile.md)")
     p.add_argument("--experts", choices=["int8", "int4", "fp32"], default="int8",
                    help="expert / MLP projector weights (router and LayerNorms stay fp32)")
     p.add_argument("--llm", choices=["int8", "int4", "fp32"], default="int8", help="decoder weights")
@@ -106,8 +106,8 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--against", metavar="BUNDLE", help="the run-check of a converted bundle (e.g. --format ort): "
                    "its self-test and the sample clips through it and through BUNDLE, the one it was made beside; "
                    "exit 4 unless every input gives the same tokens")
-    p.add_argument("--samples", metavar="MANIFEST", help="--against: clips (a JSONL manifest with a path per line; "
-                   "default: the demo model's sample clips)")
+    p.add_argument("--samples", metavar="MANIFEST", help="--against: clips (a manifest as eval takes: path and text "
+                   "per line; default: the demo model's sample clips)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_verify)
 
@@ -135,14 +135,12 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def _run_check(args: argparse.Namespace, report: dict) -> list[str]:
     """`verify --against`: print each input's comparison (or add it to the JSON report); the names that differ."""
+    from smop_edge.recipe.corpus import read_manifest
     from smop_edge.runtime import DEMO_BUNDLE
     from smop_edge.runtime.verify import compare_with_source
 
-    manifest = Path(args.samples) if args.samples else DEMO_BUNDLE.parent / "samples" / "manifest.jsonl"
-    if not manifest.is_file():
-        raise UsageError(f"no sample manifest at {manifest}: pass --samples MANIFEST")
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    found = compare_with_source(args.bundle, args.against, [manifest.parent / r["path"] for r in rows], args.backend)
+    rows = read_manifest(args.samples or DEMO_BUNDLE.parent / "samples" / "manifest.jsonl")
+    found = compare_with_source(args.bundle, args.against, [Path(r["file"]) for r in rows], args.backend)
     report["against"] = {"bundle": args.against, "inputs": [
         {"input": c.name, "task": c.task, "tokens_equal": c.equal, "text": c.text} for c in found]}
     if not args.json:
