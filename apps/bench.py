@@ -514,7 +514,7 @@ def _ratios(results: dict[str, Any], longest: Input, limits: machine_limits.Mach
         out["decode"] = {"token_ms": default["decode_token"]["median"], "weight_bytes": weight_bytes,
                          "bandwidth_bound_ms": round(bound_ms, 4),
                          "ratio_to_bound": round(default["decode_token"]["median"] / bound_ms, 2)}
-        targets["decode_within_2x_of_bandwidth"] = out["decode"]["ratio_to_bound"] <= 2
+        targets["decode_within_1.5x_of_bandwidth"] = out["decode"]["ratio_to_bound"] <= 1.5
         cfg = ModelConfig.from_dict(src.config)
         npz = np.load(longest.npz)
         encoders = {}

@@ -4,6 +4,7 @@ copy) and peak matmul throughput in fp32 and int8 (ONNX Runtime, the engine the 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 
 @dataclass
 class MachineLimits:
-    bandwidth_gbps: float  # bytes read + written per second by a large copy, GB/s
+    bandwidth_gbps: float  # bytes read + written per second by large copies in `threads` streams, GB/s
     peak_gflops_fp32: float | None  # MatMul, fp32 (None: the onnx package, which builds the graph, is missing)
     peak_gops_int8: float | None  # MatMulInteger, uint8 x int8 -> int32
     threads: int
@@ -30,12 +31,18 @@ def _best_seconds(run, repeats: int) -> float:
     return best
 
 
-def memory_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
-    """GB/s of a single large numpy copy (one read and one write per byte), best of `repeats`.
-    Far larger than any cache, so it is the DRAM bandwidth one core stream gets."""
+def memory_bandwidth(megabytes: int = 512, repeats: int = 5, streams: int = 1) -> float:
+    """GB/s of large copies (one read and one write per byte) in `streams` threads at once, each on its own
+    part of the buffers, best of `repeats`. Far larger than any cache, so it is the DRAM bandwidth that
+    `streams` cores get together; a decode on N threads is bound by N streams, not one (numpy's copy
+    releases the GIL)."""
     src = np.ones(megabytes * (1 << 20) // 8, np.float64)
     dst = np.empty_like(src)
-    seconds = _best_seconds(lambda: np.copyto(dst, src), repeats)
+    if streams == 1:
+        return 2 * src.nbytes / _best_seconds(lambda: np.copyto(dst, src), repeats) / 1e9
+    parts = list(zip(np.array_split(dst, streams), np.array_split(src, streams)))
+    with ThreadPoolExecutor(streams) as pool:
+        seconds = _best_seconds(lambda: list(pool.map(lambda p: np.copyto(*p), parts)), repeats)
     return 2 * src.nbytes / seconds / 1e9
 
 
@@ -89,5 +96,5 @@ def measure(threads: int) -> MachineLimits:
     else:
         fp32 = round(peak_matmul(int8=False, threads=threads), 1)
         int8 = round(peak_matmul(int8=True, threads=threads), 1)
-    return MachineLimits(bandwidth_gbps=round(memory_bandwidth(), 2), peak_gflops_fp32=fp32, peak_gops_int8=int8,
+    return MachineLimits(bandwidth_gbps=round(memory_bandwidth(streams=threads), 2), peak_gflops_fp32=fp32, peak_gops_int8=int8,
                          threads=threads)

@@ -42,6 +42,7 @@ def test_machine_limit_matmul_kernels_compute_the_product(int8):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
     assert machine_limits.peak_matmul(n=128, int8=int8, threads=1, repeats=2) > 0.1
     assert machine_limits.memory_bandwidth(megabytes=64, repeats=2) > 0.1
+    assert machine_limits.memory_bandwidth(megabytes=64, repeats=2, streams=2) > 0.1
 
 
 def test_each_configuration_varies_one_factor_from_the_default():
@@ -134,7 +135,7 @@ def test_bench_runs_each_configuration_in_its_own_process(capsys, tiny_bench):
     assert rep["bandwidth_gbps"] > 0 and rep["peak_gflops_fp32"] > 0 and rep["peak_gops_int8"] > 0
     assert rep["decode"]["weight_bytes"] > 0 and set(rep["encoders"]) == {"audio_encoder", "video_encoder"}
     assert set(rep["targets"]) == {"deployment_3x_wer_0.5pp", "smop_within_5pct_of_mlp",
-                                   "decode_within_2x_of_bandwidth"}
+                                   "decode_within_1.5x_of_bandwidth"}
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -144,7 +145,7 @@ def test_bench_reuses_exported_variants_and_prints_a_table(capsys, tiny_bench):
     assert main(args) == 0  # exports what an earlier test has not
     out = capsys.readouterr()
     assert "mlp-fixed" in out.out and "SMoP / MLP projector" not in out.out  # smop-fixed was not run
-    assert "target decode_within_2x_of_bandwidth:" in out.out
+    assert "target decode_within_1.5x_of_bandwidth:" in out.out
     assert main([*args, "--markdown"]) == 0
     out = capsys.readouterr()
     assert "exporting" not in out.err  # kept from the first run
