@@ -38,7 +38,7 @@ class BenchConfig:
 
     name: str
     factor: str  # what this configuration varies from the deployment default
-    engine: str = "onnxruntime"  # onnxruntime | openvino | torch
+    engine: str = "onnxruntime"  # onnxruntime | openvino | torch | faster-whisper (the peer, audio only)
     model: str = "smop"  # smop (the model itself) | mlp (its MLP-projector baseline) | jejr, jedr, dedr (layouts)
     experts: str = "int8"
     llm: str = "int8"
@@ -48,11 +48,19 @@ class BenchConfig:
     fixed_steps: bool = False  # decode exactly --decode-steps tokens, EOS ignored
 
     @property
+    def needs_bundle(self) -> bool:
+        """Whether it runs one of our bundles (not the torch reference or the peer)."""
+        return self.engine not in ("torch", PEER_ENGINE)
+
+    @property
     def format(self) -> str:
         return "openvino" if self.engine == "openvino" else "onnx"
 
     def bundle_key(self) -> str:
         return f"{self.model}-{self.format}-experts_{self.experts}-llm_{self.llm}-{self.audio_mode}"
+
+
+PEER_ENGINE = "faster-whisper"
 
 
 def plan_configs(audio_mode: str, backends: list[str], random_init: bool = False,
@@ -79,6 +87,9 @@ def plan_configs(audio_mode: str, backends: list[str], random_init: bool = False
                  fixed_steps=True) for x in layouts]
     if random_init:
         configs = [replace(c, fixed_steps=True) for c in configs if c.name != "smop-fixed"]
+    else:  # the peer has no random-weight twin: it is there beside a trained model
+        configs.append(BenchConfig("peer-whisper", "the peer: Whisper tiny.en (faster-whisper, int8, greedy), "
+                                   "audio only", engine=PEER_ENGINE, experts="-", llm="-", audio_mode="-"))
     return [c for c in configs if c.engine in backends]
 
 
@@ -226,7 +237,7 @@ def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log
     out: dict[str, Path] = {}
     for c in configs:
         key = c.bundle_key()
-        if c.engine == "torch" or key in out:
+        if not c.needs_bundle or key in out:
             continue
         if src.bundle and c.model == "smop" and _matches(src.bundle, c):
             out[key] = src.bundle.path
@@ -327,7 +338,7 @@ def model_spec(c: BenchConfig, bundle: Path | None, opts: BenchOptions, src: Sou
             "max_new_tokens": opts.decode_steps if c.fixed_steps else opts.max_new_tokens}
     if c.engine == "torch":
         spec.update(checkpoint=str(src.checkpoint), tokenizer=str(src.tokenizer), audio_mode=c.audio_mode)
-    else:
+    elif c.needs_bundle:
         spec["bundle"] = str(bundle)
     return spec
 
@@ -360,7 +371,8 @@ def run_bench(opts: BenchOptions, log: Log) -> dict[str, Any]:
     task = opts.task or ("avsr" if "avsr" in tasks else tasks[0])
     if task not in tasks:
         raise UsageError(f"the model does not do {task} (it does {', '.join(tasks)})")
-    configs = plan_configs(src.audio_mode, opts.backends, src.random_init, opts.layouts)
+    configs = [c for c in plan_configs(src.audio_mode, opts.backends, src.random_init, opts.layouts)
+               if c.engine != PEER_ENGINE or task != "vsr"]  # the peer reads audio
     if opts.only:
         unknown = set(opts.only) - {c.name for c in configs}
         if unknown:
@@ -374,7 +386,7 @@ def run_bench(opts: BenchOptions, log: Log) -> dict[str, Any]:
     bundles = bundles_for(configs, src, opts, log, export_errors)
     # configuration -> why it has no figures
     failed = {c.name: export_errors[c.bundle_key()] for c in configs
-              if c.engine != "torch" and c.bundle_key() in export_errors}
+              if c.needs_bundle and c.bundle_key() in export_errors}
     failed.update({c.name: NO_CHECKPOINT for c in configs if c.engine == "torch" and src.checkpoint is None})
     inputs = build_inputs(opts, samples, labelled=not src.random_init)
     raw: dict[str, list[dict]] = {c.name: [] for c in configs}
@@ -423,8 +435,10 @@ def _config_report(c: BenchConfig, runs: list[dict], inputs: list[Input], media_
         stages = {s: _stats([t[s] for t in timings if s in t]) for s in STAGES}
         total = _stats([t["total"] for t in timings])
         shared = media_ms[i.name]
-        # the lip crop decodes the video itself: media = the audio's decoding + the crop (video decoded once)
-        with_media = total["median"] + shared["audio_decode"]["median"] + shared["lip_crop"]["median"]
+        # the lip crop decodes the video itself: media = the audio's decoding + the crop (video decoded once);
+        # the peer reads the audio alone
+        with_media = total["median"] + shared["audio_decode"]["median"] + \
+            (shared["lip_crop"]["median"] if c.engine != PEER_ENGINE else 0.0)
         by_input[i.name] = {
             "seconds": i.seconds, "stages": {k: v for k, v in stages.items() if v},
             "decode_token": _stats([x for t in timings for x in t["decode_token"]]),
@@ -440,7 +454,7 @@ def _config_report(c: BenchConfig, runs: list[dict], inputs: list[Input], media_
         wer, errors, words = corpus_wer((i.text, first[i.name]["text"]) for i in labelled)
         out["samples"] = {"wer": round(wer, 4), "errors": errors, "words": words,
                           "texts": {i.name: first[i.name]["text"] for i in labelled}}
-    if reference and c.fixed_steps == reference_fixed:
+    if reference and c.fixed_steps == reference_fixed and c.engine != PEER_ENGINE:
         names = [n for n in first if n in reference]
         agree = [_agreement(reference[n], first[n]["tokens"]) for n in names]
         out["agreement"] = {"transcripts_equal": sum(a == 1.0 for a in agree), "inputs": len(names),
@@ -464,7 +478,7 @@ def report(configs: list[BenchConfig], raw: dict[str, list[dict]], media_runs: l
     results = {}
     for c in configs:
         results[c.name] = _config_report(c, raw[c.name], inputs, media_ms, reference, src.random_init)
-        if c.engine != "torch":
+        if c.needs_bundle:
             results[c.name]["bundle"] = str(bundles[c.bundle_key()])
             results[c.name]["bundle_mb"] = folder_mb(bundles[c.bundle_key()])
     longest = max((i for i in inputs if i.text is None), key=lambda i: i.seconds)
@@ -497,6 +511,9 @@ def _ratios(results: dict[str, Any], longest: Input, limits: machine_limits.Mach
             change = 100 * (results["default"]["samples"]["wer"] - results["torch-fp32"]["samples"]["wer"])
             out["wer_change_pp"] = round(change, 2)
             targets["deployment_3x_wer_0.5pp"] = out["speedup_vs_torch"] >= 3 and change <= 0.5
+    if "peer-whisper" in results and "default" in results:
+        out["over_peer"] = round(_total(results, "default", at) / _total(results, "peer-whisper", at), 3)
+        targets["no_slower_than_peer"] = out["over_peer"] <= 1.0
     smop = "default" if src.random_init else "smop-fixed"  # with random weights every config is fixed-step
     if smop in results and "mlp-fixed" in results:
         mlp_ms = _total(results, "mlp-fixed", at)
@@ -581,6 +598,8 @@ def render_text(rep: dict[str, Any]) -> str:
     if "speedup_vs_torch" in rep:
         lines.append(f"deployment ratio (torch fp32 / default, {at}, without media): {rep['speedup_vs_torch']:.2f}x"
                      + (f", sample WER change {rep['wer_change_pp']:+.2f} pp" if "wer_change_pp" in rep else ""))
+    if "over_peer" in rep:
+        lines.append(f"default / the peer (Whisper tiny.en, audio only), {at}, without media: {rep['over_peer']:.2f}x")
     if "same_precision_ratio" in rep:
         lines.append(f"same-precision ratio (torch fp32 / ONNX Runtime fp32, {at}): {rep['same_precision_ratio']:.2f}x")
     if "smop_over_mlp" in rep:
@@ -616,7 +635,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
         agree_s, wer_s = _quality_cells(r, "–", " %")
         lines.append(f"| {name} | {r['config']['factor']} | {x['total']['median']:.0f} | {x['rtf_with_media']:.3f} | "
                      f"{st.get('audio_encoder', '–')} | {st.get('video_encoder', '–')} | {st.get('projector', '–')} | "
-                     f"{st['prefill']} | {x['decode_token'].get('median', 0):.2f} | {r['peak_rss_mb']:.0f} | "
+                     f"{st.get('prefill', '–')} | {x['decode_token'].get('median', 0):.2f} | {r['peak_rss_mb']:.0f} | "
                      f"{r.get('bundle_mb', 0):.1f} | {agree_s} | {wer_s} |")
     return "\n".join(lines)
 
@@ -630,7 +649,7 @@ def plot(rep: dict[str, Any], path: str | Path) -> Path:
 
     at = rep["ratios_at"]
     names = list(rep["configs"])
-    parts = list(STAGES) + ["decode"]
+    parts = list(STAGES) + ["decode", "whole call"]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     bottom = np.zeros(len(names))
     for part in parts:
@@ -639,6 +658,8 @@ def plot(rep: dict[str, Any], path: str | Path) -> Path:
             x = rep["configs"][n]["inputs"][at]
             if part == "decode":
                 values.append(x["decode_token"].get("median", 0.0) * max(x["tokens"] - 1, 0))
+            elif part == "whole call":  # the peer's call has no stage split
+                values.append(0.0 if x["stages"] else x["total"]["median"])
             else:
                 values.append(x["stages"].get(part, {}).get("median", 0.0))
         ax.bar(names, values, bottom=bottom, label=part)

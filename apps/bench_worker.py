@@ -2,8 +2,9 @@
 `python -m smop_edge.apps.bench_worker SPEC.json RESULT.json`.
 
 Engines: `media` (decode and lip-crop the input files, saving what the models get), `onnxruntime` /
-`openvino` (a bundle through the torch-free runtime) and `torch` (the faithful reference). Model
-engines time every stage of the same recognition call; only the torch engine imports torch.
+`openvino` (a bundle through the torch-free runtime), `torch` (the faithful reference) and
+`faster-whisper` (the peer, Whisper tiny.en on the audio alone). Model engines time every stage of the
+same recognition call, the peer its whole call; only the torch engine imports torch.
 """
 
 from __future__ import annotations
@@ -103,6 +104,26 @@ def run_model(spec: dict[str, Any]) -> dict[str, Any]:
     return {"load_ms": load_ms, "inputs": results}
 
 
+def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
+    """The peer on each input's audio: load, then a warm-up and `repeats` timed calls (its whole call is
+    its `total`: features, encoder and decoding; no stage split)."""
+    from .peer import WhisperPeer
+
+    t0 = time.perf_counter()
+    peer = WhisperPeer(threads=spec["threads"])
+    load_ms = elapsed_ms(t0)
+    results = {}
+    for item in spec["inputs"]:
+        audio = np.load(item["npz"])["audio"]
+        timings = []
+        for _ in range(1 + (spec["repeats"] if item.get("timed", True) else 0)):
+            t0 = time.perf_counter()
+            text = peer.transcribe(audio).text
+            timings.append({"total": elapsed_ms(t0), "decode_token": []})
+        results[item["name"]] = {"tokens": [], "text": text, "timings": timings[1:]}
+    return {"load_ms": load_ms, "inputs": results}
+
+
 def run_media(spec: dict[str, Any]) -> dict[str, Any]:
     """Per media file: audio decoding, video decoding and lip cropping (which decodes the video itself),
     timed separately; the audio and mouth frames are saved once for the model engines."""
@@ -143,7 +164,8 @@ def peak_rss_mb() -> float:
 
 def main(spec_path: str, result_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    result = run_media(spec) if spec["engine"] == "media" else run_model(spec)
+    run = {"media": run_media, "faster-whisper": run_peer}.get(spec["engine"], run_model)
+    result = run(spec)
     result["peak_rss_mb"] = peak_rss_mb()
     result["torch_imported"] = "torch" in sys.modules
     Path(result_path).write_text(json.dumps(result))

@@ -106,6 +106,22 @@ class Augment:
             mel[:, start:start + width] = fill
         return mel
 
+    def tokens(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """SpecAugment's masks on a frozen encoder's cached tokens [n, D] (its input masks would need the
+        encoder): two stretches of time (up to 5 % of the tokens each, at least one) and two bands of
+        channels (up to 10 % of D) set to the utterance's mean token."""
+        x = x.clone()
+        fill = x.mean(0)
+        n, d = x.shape
+        for _ in range(2):
+            width = int(rng.integers(0, max(1, n // 20) + 1))
+            start = int(rng.integers(0, n - width + 1))
+            x[start:start + width] = fill
+            width = int(rng.integers(0, d // 10 + 1))
+            start = int(rng.integers(0, d - width + 1))
+            x[:, start:start + width] = fill[start:start + width]
+        return x
+
     def video(self, rois: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         off = (lips.ROI_SIZE - lips.CROP_SIZE) // 2
         dy, dx = (rng.integers(0, 2 * off + 1, 2) if self.jitter else (off, off))

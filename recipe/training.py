@@ -82,6 +82,7 @@ class TrainOptions:
     #                           needs a frozen pretrained encoder, whose outputs are cached
     noise_variants: int = 2  # with a frozen audio encoder: noisy encodings cached per utterance
     composed_pool: int = 600  # with a frozen audio encoder and a word bank: composed utterances cached
+    token_masks: bool = False  # with a frozen audio encoder: SpecAugment-like masks on its cached tokens
 
     def __post_init__(self) -> None:
         unknown = set(self.task_mix) - set(TASKS)
@@ -377,6 +378,8 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
             if cache:
                 if "audio" in TASK_MODALITIES[task]:
                     cached["audio_tokens"] = cache.draw(indices, augment.p_noise, rng)
+                    if opts.token_masks:
+                        cached["audio_tokens"] = [augment.tokens(t, rng) for t in cached["audio_tokens"]]
                 if "video" in TASK_MODALITIES[task]:
                     cached["teacher"] = cache.clean_tokens(indices)
             for group in optimizer.param_groups:

@@ -210,3 +210,26 @@ def test_the_pi_preset_runs_a_bundle_alone_with_board_notes(capsys, tmp_path):
     assert set(rep["board"]) == {"before", "after"} and rep["board"]["before"]["cores"] >= 1
     text = bench.render_text(rep)
     assert "board before:" in text and "torch-fp32: no figures" in text
+
+
+def test_the_peer_row_reads_the_same_audio(capsys, tmp_path):
+    """Whisper tiny.en (faster-whisper) beside the default on the same inputs: audio only (no lip crop in its
+    RTF with media), its free text scored as domain words, compared end to end without media."""
+    pytest.importorskip("faster_whisper")
+    from smop_edge.apps.peer import domain_words
+
+    assert main(["bench", "--backends", "onnxruntime,faster-whisper", "--configs", "peer-whisper", "--seconds", "2",
+                 "--rounds", "1", "--repeats", "1", "--json", "--quiet", "--work", str(tmp_path)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    peer, default = rep["configs"]["peer-whisper"], rep["configs"]["default"]
+    x, media = peer["inputs"]["2s"], rep["media"]["2s"]
+    assert x["stages"] == {} and x["total"]["median"] > 0 and not peer["torch_imported"]
+    assert x["rtf_with_media"] == pytest.approx((x["total"]["median"] + media["audio_decode"]["median"]) / 2000,
+                                                abs=2e-4)
+    assert "agreement" not in peer and peer["samples"]["words"] == default["samples"]["words"] > 0
+    assert all(t == domain_words(t) for t in peer["samples"]["texts"].values())
+    assert rep["over_peer"] == pytest.approx(default["inputs"]["2s"]["total"]["median"] / x["total"]["median"],
+                                             rel=1e-2)
+    assert "no_slower_than_peer" in rep["targets"]
+    assert "peer-whisper" in bench.render_markdown(rep) and "the peer" in bench.render_text(rep)
+    assert main(["bench", "--backends", "openvino,nonesuch"]) == 2

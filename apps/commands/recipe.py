@@ -77,6 +77,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "curriculum, noise from the first step")
     p.add_argument("--init-lips", metavar="CHECKPOINT", help="start the lip encoder from this checkpoint's (the "
                    "same encoder configuration; e.g. the small v2 model's for demo-v2-smollm)")
+    p.add_argument("--ctc-weight", type=float, help="weight of an auxiliary CTC loss on the encoders' tokens "
+                   "(training-only heads; default 0: off)")
+    p.add_argument("--token-masks", action="store_true", help="with a frozen audio encoder: time and channel "
+                   "masks on its cached tokens (SpecAugment's place)")
+    p.add_argument("--composed-pool", type=int, help="with a frozen audio encoder and a word bank: composed "
+                   "utterances encoded once (default 600)")
     p.add_argument("--dev", metavar="MANIFEST", help="held-out manifest: greedy WER every 500 steps")
     p.add_argument("--crop-cache", help="mouth-crop cache folder (default: crops/ next to the manifest)")
     p.add_argument("--word-bank", metavar="DIR", help="words of the training voices (built here if missing): "
@@ -93,11 +99,12 @@ def run_train(args: argparse.Namespace) -> int:
     from smop_edge.runtime.transcribe import progress_bar
 
     set_threads(args.threads)
-    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "asr_first", "audio_mode")}
+    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "asr_first", "audio_mode",
+                                           "ctc_weight", "composed_pool")}
     if args.task_mix:
         given["task_mix"] = _task_mix(args.task_mix)
     opts = TrainOptions(model=args.model, snapshots=tuple(args.snapshot_at or ()), init_lips=args.init_lips,
-                        **{k: v for k, v in given.items() if v is not None})
+                        token_masks=args.token_masks, **{k: v for k, v in given.items() if v is not None})
     if args.init:
         opts = opts.fine_tuning(args.init)
     show = progress_bar(not args.quiet, piped_lines=True)
