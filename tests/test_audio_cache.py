@@ -90,3 +90,26 @@ def test_faithful_mode_needs_a_frozen_pretrained_encoder(tiny_corpus, tmp_path):
               workers=1, log=lambda _: None)
     with pytest.raises(UsageError, match="audio mode"):
         TrainOptions(audio_mode="slow")
+
+
+def test_token_masks_blank_stretches_and_bands_with_the_mean():
+    import numpy as np
+
+    from smop_edge.recipe.train_data import Augment
+
+    x = torch.randn(200, 40)
+    before = x.clone()
+    masked = 0
+    for seed in range(20):
+        y = Augment().tokens(x, np.random.default_rng(seed))
+        assert y.shape == x.shape and torch.equal(x, before)  # the cache's tensor is not touched
+        changed = ~torch.isclose(y, x)
+        rows, cols = changed.all(1), changed.all(0)
+        assert rows.sum() <= 2 * 10 and cols.sum() <= 2 * 4  # at most two stretches of 5 %, two bands of 10 %
+        for r in torch.nonzero(rows).flatten().tolist():  # a masked token is the mean token
+            assert torch.allclose(y[r], x.mean(0))
+        for c in torch.nonzero(cols).flatten().tolist():  # a masked channel is its mean
+            assert torch.allclose(y[:, c], x[:, c].mean().expand(200))
+        assert torch.equal(y[~changed], x[~changed])
+        masked += int(rows.any()) + int(cols.any())
+    assert masked >= 20
