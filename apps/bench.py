@@ -42,6 +42,7 @@ class BenchConfig:
     model: str = "smop"  # smop (the model itself) | mlp (its MLP-projector baseline) | jejr, jedr, dedr (layouts)
     experts: str = "int8"
     llm: str = "int8"
+    encoders: str = "fp32"
     audio_mode: str = "fast"
     exact: bool = True  # False: the backend's int8-activation kernels next to int8/int4 weights
     beams: int = 1
@@ -57,7 +58,8 @@ class BenchConfig:
         return "openvino" if self.engine == "openvino" else "onnx"
 
     def bundle_key(self) -> str:
-        return f"{self.model}-{self.format}-experts_{self.experts}-llm_{self.llm}-{self.audio_mode}"
+        enc = "" if self.encoders == "fp32" else f"-encoders_{self.encoders}"
+        return f"{self.model}-{self.format}-experts_{self.experts}-llm_{self.llm}{enc}-{self.audio_mode}"
 
 
 PEER_ENGINE = "faster-whisper"
@@ -77,6 +79,7 @@ def plan_configs(audio_mode: str, backends: list[str], random_init: bool = False
         replace(base, name="ort-fp32", factor="all weights fp32", experts="fp32", llm="fp32"),
         replace(base, name="llm-fp32", factor="int8 experts only (LLM fp32)", llm="fp32"),
         replace(base, name="llm-int4", factor="int4 LLM", llm="int4"),
+        replace(base, name="encoders-int8", factor="int8 encoders", encoders="int8"),
         replace(base, name="fast-math", factor="int8 activations (inexact)", exact=False),
         replace(base, name="openvino", factor="OpenVINO", engine="openvino"),
         replace(base, name=f"audio-{other_mode}", factor=f"{other_mode} audio mode", audio_mode=other_mode),
@@ -225,7 +228,7 @@ def _matches(bundle: Bundle, c: BenchConfig) -> bool:
     m = bundle.manifest
     fmt = "onnx" if m.format == "ort" else m.format  # an ORT-format bundle runs where its ONNX graphs would
     return (fmt == c.format and m.quantization.experts == c.experts and m.quantization.llm == c.llm
-            and m.audio_mode == c.audio_mode and not m.static)
+            and m.quantization.encoders == c.encoders and m.audio_mode == c.audio_mode and not m.static)
 
 
 def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log: Log,
@@ -258,7 +261,8 @@ def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log
         ckpt = src.checkpoint if c.model == "smop" else (opts.mlp_checkpoint if c.model == "mlp" else None)
         config = None if ckpt else variant_config(src.config, c.model)
         done = [*out.values(), *(p for p in root.iterdir() if p.is_dir() and p != folder)] if root.is_dir() else []
-        options = {"format": c.format, "experts": c.experts, "llm": c.llm, "audio_mode": c.audio_mode,
+        options = {"format": c.format, "experts": c.experts, "llm": c.llm, "encoders": c.encoders,
+                   "audio_mode": c.audio_mode,
                    "parity": False, "reuse": tuple(str(p) for p in dict.fromkeys(done))}
         try:
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:

@@ -50,7 +50,7 @@ def test_each_configuration_varies_one_factor_from_the_default():
     default = configs[0]
     assert default.name == "default" and (default.engine, default.experts, default.llm, default.beams) == \
         ("onnxruntime", "int8", "int8", 1)
-    factors = ("engine", "model", "experts", "llm", "audio_mode", "exact", "beams", "fixed_steps")
+    factors = ("engine", "model", "experts", "llm", "encoders", "audio_mode", "exact", "beams", "fixed_steps")
     for c in configs[1:]:
         changed = {f for f in factors if getattr(c, f) != getattr(default, f)}
         if c.name == "torch-fp32":  # the reference is fp32 by definition
@@ -62,6 +62,7 @@ def test_each_configuration_varies_one_factor_from_the_default():
         else:
             assert len(changed) == 1, (c.name, changed)
     assert {c.engine for c in bench.plan_configs("fast", ["onnxruntime"])} == {"onnxruntime"}
+    assert next(c for c in configs if c.name == "encoders-int8").bundle_key() != default.bundle_key()
     smop = {"name": "x", "projector": {"kind": "smop", "layout": "DEDR"}}
     assert bench.variant_config(smop, "mlp")["projector"]["kind"] == "mlp"
     assert bench.variant_config(smop, "jejr")["projector"] == {"kind": "smop", "layout": "JEJR"}
