@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .sessions import openvino_cache_dir
 
 DETECTOR_FILE = "face_detection/face_detection_full_range_sparse.tflite"
 LANDMARK_FILE = "face_landmark/face_landmark.tflite"
@@ -99,17 +100,6 @@ def fetch_models(dest: Path | None = None) -> Path:
     return dest
 
 
-def _cache_dir() -> Path | None:
-    """Where OpenVINO keeps the compiled face models ($SMOP_EDGE_CACHE or ~/.cache/smop-edge): a second start
-    loads them in 0.2 s instead of compiling for 0.75 s. None where it cannot be written."""
-    root = Path(os.environ.get("SMOP_EDGE_CACHE") or Path.home() / ".cache" / "smop-edge") / "openvino"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return root if os.access(root, os.W_OK) else None
-
-
 @functools.cache  # one compile per model and process; each detector makes its own infer request
 def _compile(name: str):
     import openvino as ov
@@ -118,7 +108,7 @@ def _compile(name: str):
     if not path.is_file():
         raise InputError(f"face model not found: {path}")
     core = ov.Core()
-    if cache := _cache_dir():
+    if cache := openvino_cache_dir():  # a second start loads the face models in 0.2 s instead of 0.75 s
         core.set_property({"CACHE_DIR": str(cache)})
     # f32: on CPUs with bf16 units OpenVINO would otherwise move landmarks by up to 0.7 px (in 192)
     return core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})

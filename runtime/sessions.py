@@ -8,6 +8,7 @@ OpenVINO. Faster, inexact settings are an explicit, measured choice.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +26,18 @@ def register_backend(name: str, open_graph: Callable[[Path, int | None], "GraphS
     """Make `name` a backend that `open_session` can use (from a package that may import torch)."""
     _REGISTERED[name] = open_graph
 PRECISIONS = ("f32", "bf16", "f16")
+
+
+def openvino_cache_dir() -> Path | None:
+    """Where OpenVINO keeps what it compiled ($SMOP_EDGE_CACHE or ~/.cache/smop-edge): a second start loads
+    a compiled graph instead of compiling it again (keyed by OpenVINO on the file, its settings and the
+    device). None where it cannot be written."""
+    root = Path(os.environ.get("SMOP_EDGE_CACHE") or Path.home() / ".cache" / "smop-edge") / "openvino"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return root if os.access(root, os.W_OK) else None
 
 
 class GraphSession:
@@ -107,6 +120,8 @@ class OpenVinoSession(GraphSession):
         if device.split(".")[0].split(":")[0] not in {d.split(".")[0] for d in core.available_devices}:
             raise UsageError(f"OpenVINO device {device} is not available here "
                              f"(available: {', '.join(core.available_devices)})")
+        if cache := openvino_cache_dir():  # keyed by the graph's content (a model object, not a path)
+            core.set_property({"CACHE_DIR": str(cache)})
         self._model = core.compile_model(core.read_model(str(path)), device, config)
         self.input_names = [i.get_any_name() for i in self._model.inputs]
         self.output_names = [o.get_any_name() for o in self._model.outputs]

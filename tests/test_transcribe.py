@@ -227,3 +227,26 @@ def test_a_longer_video_needs_no_more_memory(tmp_path, dedr_bundle, monkeypatch)
         tracemalloc.stop()
         assert result.task == "avsr" and len(result.segments) >= seconds / 4
     assert peaks[36] < peaks[12] + 10, peaks  # MB
+
+
+def test_openvino_keeps_what_it_compiled_for_the_next_start(tmp_path, monkeypatch):
+    """A bundle's graphs on OpenVINO are compiled once: the next process loads the compiled blob from
+    $SMOP_EDGE_CACHE (keyed by the graph's content), with the same outputs."""
+    import numpy as np
+
+    from smop_edge.runtime import DEMO_BUNDLE
+    from smop_edge.runtime.sessions import open_session
+
+    monkeypatch.setenv("SMOP_EDGE_CACHE", str(tmp_path))
+    graph = DEMO_BUNDLE / "projector.onnx"
+    first = open_session(graph, backend="openvino", threads=1)
+    blobs = list((tmp_path / "openvino").glob("*.blob"))
+    assert len(blobs) == 1
+    feeds = {n: np.random.default_rng(0).standard_normal((1, 5, 384 if "audio" in n else 128), np.float32)
+             for n in first.input_names}
+    again = open_session(graph, backend="openvino", threads=1)
+    assert list((tmp_path / "openvino").glob("*.blob")) == blobs  # loaded, not compiled and written again
+    want, got = first.run(feeds), again.run(feeds)
+    assert set(want) == set(got) == set(first.output_names)
+    for name in want:
+        np.testing.assert_array_equal(want[name], got[name])
