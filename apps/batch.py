@@ -49,7 +49,7 @@ class Recognition:
 
     bundle: str | None
     digest: str
-    backend: str = "onnxruntime"
+    backend: str = "auto"
     device: str = "CPU"
     threads: int = 1
     precision: str = "f32"

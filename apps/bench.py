@@ -24,6 +24,7 @@ import numpy as np
 from smop_edge.runtime import features, media
 from smop_edge.runtime.bundle import Bundle, load_bundle, sha256_file
 from smop_edge.runtime.errors import BundleError, UsageError
+from smop_edge.runtime.manifest import resolve_backend
 from smop_edge.runtime.scoring import corpus_wer
 
 from . import machine_limits
@@ -38,7 +39,7 @@ class BenchConfig:
 
     name: str
     factor: str  # what this configuration varies from the deployment default
-    engine: str = "onnxruntime"  # onnxruntime | openvino | torch | faster-whisper (the peer, audio only)
+    engine: str = "onnxruntime"  # onnxruntime | openvino (an ONNX bundle) | torch | faster-whisper (the peer)
     model: str = "smop"  # smop (the model itself) | mlp (its MLP-projector baseline) | jejr, jedr, dedr (layouts)
     experts: str = "int8"
     llm: str = "int8"
@@ -53,35 +54,39 @@ class BenchConfig:
         """Whether it runs one of our bundles (not the torch reference or the peer)."""
         return self.engine not in ("torch", PEER_ENGINE)
 
-    @property
-    def format(self) -> str:
-        return "openvino" if self.engine == "openvino" else "onnx"
-
     def bundle_key(self) -> str:
+        """Both engines run the same ONNX bundle (as `--backend` does), so the key leaves the engine out."""
         enc = "" if self.encoders == "fp32" else f"-encoders_{self.encoders}"
-        return f"{self.model}-{self.format}-experts_{self.experts}-llm_{self.llm}{enc}-{self.audio_mode}"
+        return f"{self.model}-onnx-experts_{self.experts}-llm_{self.llm}{enc}-{self.audio_mode}"
 
 
 PEER_ENGINE = "faster-whisper"
+ENGINES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}  # the runtime's engines for ONNX bundles
 
 
 def plan_configs(audio_mode: str, backends: list[str], random_init: bool = False,
-                 layouts: tuple[str, ...] = ()) -> list[BenchConfig]:
-    """The deployment default and one variation per factor (the other audio mode included). With
-    random weights every configuration decodes a fixed number of tokens (there is no meaningful EOS),
-    so the default itself is the SMoP side of the projector comparison."""
-    base = BenchConfig("default", "deployment default", audio_mode=audio_mode)
+                 layouts: tuple[str, ...] = (), fmt: str = "onnx") -> list[BenchConfig]:
+    """The deployment default (the engine `--backend auto` picks here, if `backends` allows it) and one
+    variation per factor (the other engine and audio mode included). With random weights every
+    configuration decodes a fixed number of tokens (there is no meaningful EOS), so the default itself is
+    the SMoP side of the projector comparison. `fmt`: the given bundle's format (an ORT-format bundle runs
+    on ONNX Runtime alone)."""
+    engine = resolve_backend("auto", fmt)
+    candidates = list(ENGINES) if fmt == "onnx" else [engine]
+    if engine not in backends:
+        engine = next((b for b in candidates if b in backends), engine)
+    base = BenchConfig("default", f"deployment default ({ENGINES[engine]})", engine=engine, audio_mode=audio_mode)
     other_mode = "faithful" if audio_mode == "fast" else "fast"
     configs = [
         base,
         BenchConfig("torch-fp32", "torch reference (fp32, KV cache)", engine="torch", experts="fp32", llm="fp32",
                     audio_mode=audio_mode),
-        replace(base, name="ort-fp32", factor="all weights fp32", experts="fp32", llm="fp32"),
+        replace(base, name="fp32", factor="all weights fp32", experts="fp32", llm="fp32"),
         replace(base, name="llm-fp32", factor="int8 experts only (LLM fp32)", llm="fp32"),
         replace(base, name="llm-int4", factor="int4 LLM", llm="int4"),
         replace(base, name="encoders-int8", factor="int8 encoders", encoders="int8"),
         replace(base, name="fast-math", factor="int8 activations (inexact)", exact=False),
-        replace(base, name="openvino", factor="OpenVINO", engine="openvino"),
+        *(replace(base, name=e, factor=ENGINES[e], engine=e) for e in candidates if e != engine),
         replace(base, name=f"audio-{other_mode}", factor=f"{other_mode} audio mode", audio_mode=other_mode),
         replace(base, name="beam4", factor="beam search, 4 beams", beams=4),
         replace(base, name="smop-fixed", factor="SMoP, fixed decode steps", fixed_steps=True),
@@ -226,8 +231,7 @@ def variant_config(config: dict, model: str) -> dict:
 def _matches(bundle: Bundle, c: BenchConfig) -> bool:
     """Whether `bundle` was exported the way configuration `c` asks (its model aside)."""
     m = bundle.manifest
-    fmt = "onnx" if m.format == "ort" else m.format  # an ORT-format bundle runs where its ONNX graphs would
-    return (fmt == c.format and m.quantization.experts == c.experts and m.quantization.llm == c.llm
+    return ((m.format == "onnx" or (m.format == "ort" and c.engine == "onnxruntime")) and m.quantization.experts == c.experts and m.quantization.llm == c.llm
             and m.quantization.encoders == c.encoders and m.audio_mode == c.audio_mode and not m.static)
 
 
@@ -261,7 +265,7 @@ def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log
         ckpt = src.checkpoint if c.model == "smop" else (opts.mlp_checkpoint if c.model == "mlp" else None)
         config = None if ckpt else variant_config(src.config, c.model)
         done = [*out.values(), *(p for p in root.iterdir() if p.is_dir() and p != folder)] if root.is_dir() else []
-        options = {"format": c.format, "experts": c.experts, "llm": c.llm, "encoders": c.encoders,
+        options = {"format": "onnx", "experts": c.experts, "llm": c.llm, "encoders": c.encoders,
                    "audio_mode": c.audio_mode,
                    "parity": False, "reuse": tuple(str(p) for p in dict.fromkeys(done))}
         try:
@@ -375,7 +379,8 @@ def run_bench(opts: BenchOptions, log: Log) -> dict[str, Any]:
     task = opts.task or ("avsr" if "avsr" in tasks else tasks[0])
     if task not in tasks:
         raise UsageError(f"the model does not do {task} (it does {', '.join(tasks)})")
-    configs = [c for c in plan_configs(src.audio_mode, opts.backends, src.random_init, opts.layouts)
+    fmt = src.bundle.manifest.format if src.bundle else "onnx"
+    configs = [c for c in plan_configs(src.audio_mode, opts.backends, src.random_init, opts.layouts, fmt)
                if c.engine != PEER_ENGINE or task != "vsr"]  # the peer reads audio
     if opts.only:
         unknown = set(opts.only) - {c.name for c in configs}
@@ -508,7 +513,7 @@ def _ratios(results: dict[str, Any], longest: Input, limits: machine_limits.Mach
     at, out, targets = longest.name, {}, {}
     torch_ms = _total(results, "torch-fp32", at)
     if torch_ms:
-        for key, name in (("same_precision_ratio", "ort-fp32"), ("speedup_vs_torch", "default")):
+        for key, name in (("same_precision_ratio", "fp32"), ("speedup_vs_torch", "default")):
             if name in results:
                 out[key] = round(torch_ms / _total(results, name, at), 3)
         if "speedup_vs_torch" in out and "samples" in results["default"]:
@@ -605,7 +610,8 @@ def render_text(rep: dict[str, Any]) -> str:
     if "over_peer" in rep:
         lines.append(f"default / the peer (Whisper tiny.en, audio only), {at}, without media: {rep['over_peer']:.2f}x")
     if "same_precision_ratio" in rep:
-        lines.append(f"same-precision ratio (torch fp32 / ONNX Runtime fp32, {at}): {rep['same_precision_ratio']:.2f}x")
+        lines.append(f"same-precision ratio (torch fp32 / the default's engine in fp32, {at}): "
+                     f"{rep['same_precision_ratio']:.2f}x")
     if "smop_over_mlp" in rep:
         lines.append(f"SMoP / MLP projector end to end ({at}, fixed decode steps): {rep['smop_over_mlp']:.3f}"
                      + "".join(f", {k.upper()} {v:.3f}" for k, v in rep.get("layouts_over_mlp", {}).items()))

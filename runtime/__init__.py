@@ -24,7 +24,7 @@ from .transcribe import FileTranscript, Segment
 DEMO_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "demo" / "bundle"
 
 
-def load_recognizer(bundle: str | Path | None = None, backend: str = "onnxruntime", device: str = "CPU",
+def load_recognizer(bundle: str | Path | None = None, backend: str = "auto", device: str = "CPU",
                     threads: int | None = None, precision: str = "f32", digest: str | None = None) -> Recognizer:
     """Open a bundle (default: the embedded demo model) after checking every file's sha256; `digest` pins
     the manifest's sha256 (as `smop-edge verify` prints it), which fixes every file of the bundle."""

@@ -21,7 +21,7 @@ from .bundle import Bundle, load_bundle
 from .compression import compress
 from .decoding import DecodingOptions, decode
 from .errors import BundleError, InputError, UsageError
-from .manifest import BACKEND_FORMATS, FORMAT_BACKEND
+from .manifest import BACKEND_FORMATS, FORMAT_BACKEND, resolve_backend
 from .prompt import TASK_MODALITIES, SpecialIds, pick_task, prefix_segments
 from .sessions import GraphSession, open_session
 from .tokenizer import TextTokenizer, load_tokenizer
@@ -120,8 +120,9 @@ class Recognizer:
     `smop_edge.runtime.load_recognizer` (or `Recognizer.from_bundle`)."""
 
     def __init__(self, bundle: Bundle, open_graph: Callable[[Path], GraphSession], tokenizer: TextTokenizer,
-                 embeddings: np.ndarray) -> None:
+                 embeddings: np.ndarray, backend: str) -> None:
         self.bundle, self.tokenizer, self.embeddings = bundle, tokenizer, embeddings
+        self.backend = backend  # the engine the graphs run on (`auto` resolved)
         self._open, self._sessions = open_graph, {}
         cfg = bundle.config
         self.tasks: list[str] = cfg.tasks
@@ -130,14 +131,16 @@ class Recognizer:
         self.ids = SpecialIds.from_tokenizer(tokenizer, cfg.tokens.bos, cfg.tokens.eos, cfg.tokens.added)
 
     @classmethod
-    def from_bundle(cls, path: str | Path, backend: str = "onnxruntime", device: str = "CPU",
+    def from_bundle(cls, path: str | Path, backend: str = "auto", device: str = "CPU",
                     threads: int | None = None, precision: str = "f32", exact: bool = True,
                     digest: str | None = None,
                     wrap_session: Callable[[GraphSession], GraphSession] | None = None) -> "Recognizer":
         """Verify the bundle's sha256 sums (and its manifest's against a pinned `digest`), then load graphs
-        on `backend` (each when first needed; `wrap_session` wraps each, e.g. to record its outputs)."""
+        on `backend` (each when first needed; `wrap_session` wraps each, e.g. to record its outputs); `auto`:
+        the engine measured fastest for the bundle's format here (`manifest.resolve_backend`)."""
         bundle = load_bundle(path, verify=True, digest=digest)
         fmt = bundle.manifest.format
+        backend = resolve_backend(backend, fmt)
         if backend in BACKEND_FORMATS and fmt not in BACKEND_FORMATS[backend]:
             raise UsageError(f"bundle {path} holds {fmt} graphs, which {backend} cannot run; use --backend "
                              f"{FORMAT_BACKEND[fmt]}")
@@ -152,7 +155,7 @@ class Recognizer:
                 raise BundleError(f"{path}: the token embeddings are {list(embeddings.shape)}, the manifest says "
                                   f"{bundle.manifest.embeddings.shape}")
             tok = load_tokenizer(bundle.file(bundle.manifest.tokenizer.file), expected_size=bundle.config.llm.vocab)
-            rec = cls(bundle, open_graph, tok, embeddings)
+            rec = cls(bundle, open_graph, tok, embeddings, backend)
         except (InputError, ValueError) as exc:
             raise BundleError(f"{path}: {exc}") from None
         rec.session("projector")  # fail early on a graph the backend cannot load

@@ -62,8 +62,10 @@ class GraphSession:
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    """The error's first line that says something (OpenVINO's start with lines naming its own sources)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith("Exception from src/")]
+    return (said or lines or [type(exc).__name__])[0][:200]
 
 
 class OrtSession(GraphSession):

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=4.0, help="the soak's pace (times real time)")
     parser.add_argument("--soak-only", action="store_true", help="only the memory soak")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--backend", choices=["onnxruntime", "openvino"], default="onnxruntime")
+    parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"], default="auto")
     args = parser.parse_args(argv)
     rec = load_recognizer(backend=args.backend, threads=args.threads)
     work = Path(tempfile.mkdtemp(prefix="live-bench-"))

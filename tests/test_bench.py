@@ -46,22 +46,26 @@ def test_machine_limit_matmul_kernels_compute_the_product(int8):
 
 
 def test_each_configuration_varies_one_factor_from_the_default():
+    from smop_edge.runtime.manifest import resolve_backend
+
     configs = bench.plan_configs("fast", ["torch", "onnxruntime", "openvino"])
     default = configs[0]
     assert default.name == "default" and (default.engine, default.experts, default.llm, default.beams) == \
-        ("onnxruntime", "int8", "int8", 1)
+        (resolve_backend("auto", "onnx"), "int8", "int8", 1)  # what `--backend auto` runs here
+    assert {c.engine for c in configs} == {"torch", "onnxruntime", "openvino"}  # the other engine is a factor
     factors = ("engine", "model", "experts", "llm", "encoders", "audio_mode", "exact", "beams", "fixed_steps")
     for c in configs[1:]:
         changed = {f for f in factors if getattr(c, f) != getattr(default, f)}
         if c.name == "torch-fp32":  # the reference is fp32 by definition
             assert changed == {"engine", "experts", "llm"} and c.audio_mode == default.audio_mode
-        elif c.name == "ort-fp32":
+        elif c.name == "fp32":
             assert changed == {"experts", "llm"}
         elif c.name == "mlp-fixed":  # compared with smop-fixed, which differs from it in the model only
             assert changed == {"model", "fixed_steps"}
         else:
             assert len(changed) == 1, (c.name, changed)
     assert {c.engine for c in bench.plan_configs("fast", ["onnxruntime"])} == {"onnxruntime"}
+    assert {c.engine for c in bench.plan_configs("fast", ["openvino"], fmt="ort")} == set()  # ORT format: ORT only
     assert next(c for c in configs if c.name == "encoders-int8").bundle_key() != default.bundle_key()
     smop = {"name": "x", "projector": {"kind": "smop", "layout": "DEDR"}}
     assert bench.variant_config(smop, "mlp")["projector"]["kind"] == "mlp"
@@ -95,16 +99,16 @@ def tiny_bench(tmp_path_factory, dedr_bundle, make_checkpoint, tiny_corpus):
 def test_bench_runs_each_configuration_in_its_own_process(capsys, tiny_bench):
     work, common = tiny_bench
     plot = work / "stages.png"
-    code = main([*common, "--backends", "torch,onnxruntime", "--configs", "ort-fp32,smop-fixed,mlp-fixed,beam4",
+    code = main([*common, "--backends", "torch,onnxruntime", "--configs", "fp32,smop-fixed,mlp-fixed,beam4",
                  "--json", "--plot", str(plot)])
     out = capsys.readouterr()
     assert code == 0, out.err
     rep = json.loads(out.out)
     configs = rep["configs"]
-    assert set(configs) == {"default", "torch-fp32", "ort-fp32", "smop-fixed", "mlp-fixed", "beam4"}
-    assert out.err.count("bench: exporting") == 2  # the int8 default and the MLP baseline; ort-fp32 is the bundle
-    # the given bundle serves ort-fp32; the variants were exported with what they claim
-    assert configs["ort-fp32"]["bundle"] == rep["source"]
+    assert set(configs) == {"default", "torch-fp32", "fp32", "smop-fixed", "mlp-fixed", "beam4"}
+    assert out.err.count("bench: exporting") == 2  # the int8 default and the MLP baseline; fp32 is the bundle
+    # the given bundle serves fp32; the variants were exported with what they claim
+    assert configs["fp32"]["bundle"] == rep["source"]
     mlp = Path(configs["mlp-fixed"]["bundle"])
     manifest = json.loads((mlp / "manifest.json").read_text())
     assert manifest["model"]["projector"]["kind"] == "mlp" and manifest["quantization"]["llm"] == "int8"
@@ -116,7 +120,7 @@ def test_bench_runs_each_configuration_in_its_own_process(capsys, tiny_bench):
     assert (mlp / "projector.onnx").stat().st_ino != (default / "projector.onnx").stat().st_ino
     # only the torch worker imported torch, and its peak memory is its own (torch alone is > 100 MB)
     assert [n for n, c in configs.items() if c["torch_imported"]] == ["torch-fp32"]
-    assert configs["torch-fp32"]["peak_rss_mb"] > configs["ort-fp32"]["peak_rss_mb"] + 100
+    assert configs["torch-fp32"]["peak_rss_mb"] > configs["fp32"]["peak_rss_mb"] + 100
     for name, c in configs.items():
         x = c["inputs"]["1s"]
         assert x["total"]["median"] > 0 and x["rtf_with_media"] > x["rtf"] > 0
@@ -130,8 +134,8 @@ def test_bench_runs_each_configuration_in_its_own_process(capsys, tiny_bench):
             assert x["tokens"] == 5 and x["decode_token"]["median"] > 0
     assert bench._quality_cells(configs["torch-fp32"], "-")[0] == "ref"  # the reference, not compared with itself
     # fp32 graphs reproduce the fp32 reference's transcripts; the samples were transcribed
-    assert configs["ort-fp32"]["agreement"]["transcripts_equal"] == configs["ort-fp32"]["agreement"]["inputs"] == 3
-    assert configs["ort-fp32"]["samples"]["words"] > 0 and "samples" not in configs["mlp-fixed"]
+    assert configs["fp32"]["agreement"]["transcripts_equal"] == configs["fp32"]["agreement"]["inputs"] == 3
+    assert configs["fp32"]["samples"]["words"] > 0 and "samples" not in configs["mlp-fixed"]
     assert rep["speedup_vs_torch"] > 0 and rep["same_precision_ratio"] > 0 and rep["smop_over_mlp"] > 0
     assert rep["bandwidth_gbps"] > 0 and rep["peak_gflops_fp32"] > 0 and rep["peak_gops_int8"] > 0
     assert rep["decode"]["weight_bytes"] > 0 and set(rep["encoders"]) == {"audio_encoder", "video_encoder"}
@@ -163,14 +167,14 @@ def test_zoo_random_weights_share_graphs_and_decode_fixed_steps(capsys, tmp_path
     args = ["bench", "--zoo", "tiny-jejr", "--random-init", "--layouts", "DEDR", "--samples",
             str(tiny_corpus / "test" / "manifest.jsonl"), "--seconds", "1", "--rounds", "1", "--repeats", "1",
             "--decode-steps", "4", "--threads", "1", "--backends", "torch,onnxruntime", "--work", str(tmp_path),
-            "--configs", "ort-fp32,mlp-fixed,dedr-fixed", "--json"]
+            "--configs", "fp32,mlp-fixed,dedr-fixed", "--json"]
     assert main(args) == 0
     out = capsys.readouterr()
     rep = json.loads(out.out)
     assert rep["random_weights"] and rep["model"] == "tiny-jejr" and "writing random weights" in out.err
     assert all(c["inputs"]["1s"]["tokens"] == 4 for c in rep["configs"].values())
     assert all("samples" not in c for c in rep["configs"].values())  # no transcripts to score
-    agree = rep["configs"]["ort-fp32"]["agreement"]
+    agree = rep["configs"]["fp32"]["agreement"]
     assert agree["transcripts_equal"] == agree["inputs"] == 1
     assert set(rep["layouts_over_mlp"]) == {"dedr"} and rep["smop_over_mlp"] > 0
     dedr = json.loads((Path(rep["configs"]["dedr-fixed"]["bundle"]) / "manifest.json").read_text())

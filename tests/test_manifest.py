@@ -14,7 +14,7 @@ from smop_edge.apps.cli import main
 from smop_edge.runtime import DEMO_BUNDLE, load_recognizer
 from smop_edge.runtime.bundle import load_bundle, sha256_file
 from smop_edge.runtime.errors import BundleError
-from smop_edge.runtime.manifest import Manifest
+from smop_edge.runtime.manifest import Manifest, resolve_backend
 
 
 @pytest.fixture
@@ -121,7 +121,9 @@ def test_a_graph_that_will_not_load_is_a_bundle_error(bundle, capsys):
     (bundle / "projector.onnx").write_bytes(b"not a graph at all")
     edit_manifest(bundle, lambda d: d["files"].update({"projector.onnx": sha256_file(bundle / "projector.onnx")}))
     assert main(["transcribe", _sample(), "--bundle", str(bundle), "--quiet"]) == 4
-    assert "cannot load graph projector.onnx on onnxruntime" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"cannot load graph projector.onnx on {resolve_backend('auto', 'onnx')}: " in err
+    assert "Exception from src/" not in err  # OpenVINO's first lines name its sources, not the problem
     assert main(["transcribe", _sample(), "--backend", "openvino", "--device", "NPU"]) == 2
     assert "OpenVINO device NPU is not available" in capsys.readouterr().err
 
@@ -139,3 +141,19 @@ def test_verify_shows_free_form_parity_figures_only_when_well_formed(bundle, fig
     edit_manifest(bundle, lambda d: d["parity"].update(end_to_end=figures))
     assert main(["verify", str(bundle)]) == 0
     assert "self-test (onnxruntime, avsr): pass" in capsys.readouterr().out
+
+
+def test_auto_picks_the_engine_measured_fastest_for_the_format(monkeypatch):
+    """`auto`: OpenVINO for ONNX graphs on x86-64 (where it is installed), the format's own engine elsewhere;
+    a named backend is kept; `rec.backend` says which one runs."""
+    import platform
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert resolve_backend("auto", "onnx") == "openvino"
+    assert [resolve_backend("auto", f) for f in ("ort", "openvino", "litert")] == ["onnxruntime", "openvino", "litert"]
+    assert resolve_backend("onnxruntime", "onnx") == "onnxruntime"
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")  # a Pi: OpenVINO not measured there
+    assert resolve_backend("auto", "onnx") == "onnxruntime"
+    assert load_recognizer().backend == "onnxruntime"
+    monkeypatch.undo()
+    assert load_recognizer(backend="onnxruntime").backend == "onnxruntime"

@@ -52,8 +52,9 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     if (args.workers is not None and args.workers < 1) or (args.threads is not None and args.threads < 1):
         raise UsageError("--workers and --threads must be at least 1")
-    digest = open_bundle(args).bundle.digest
-    recognition = Recognition(args.bundle, digest, args.backend, args.device, 1, args.precision,
+    rec = open_bundle(args)
+    # the engine as resolved here (`auto` picks by machine): a stamp names what transcribed the file
+    recognition = Recognition(args.bundle, rec.bundle.digest, rec.backend, args.device, 1, args.precision,
                               None if args.task == "auto" else args.task, decoding_options(args))
     out = Path(args.out)
     summary = run_batch(args.inputs, out, recognition, sorted(set(args.format)), args.workers,

@@ -73,7 +73,7 @@ def check(args: argparse.Namespace) -> int:
     except SmopEdgeError as exc:
         print(f"bundle:      {exc}")
         return 1
-    print(f"bundle:      {rec.bundle.path} ({', '.join(rec.tasks)}; {args.backend}, "
+    print(f"bundle:      {rec.bundle.path} ({', '.join(rec.tasks)}; {rec.backend}, "
           f"{args.threads or board.cores} threads)")
     samples = sorted((DEMO_BUNDLE.parent / "samples").glob("*.mp4"))
     for task in [t for t in ("asr", "avsr") if t in rec.tasks]:
