@@ -60,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("manifest", help="utterances to build the clip from (e.g. the sealed split)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--bundle", help="our bundle (default: the embedded demo bundle)")
+    p.add_argument("--backend", default="auto", help="our engine (smop-edge transcribe --backend)")
     p.add_argument("--clip", default="build/peer-speed/clip-10s.wav")
     args = p.parse_args(argv)
     clip = ten_second_clip(args.manifest, Path(args.clip))
-    ours = [str(Path(sys.executable).with_name("smop-edge")), "transcribe", str(clip), "--task", "asr", "--quiet"]
+    ours = [str(Path(sys.executable).with_name("smop-edge")), "transcribe", str(clip), "--task", "asr", "--quiet",
+            "--backend", args.backend]
     ours += ["--bundle", args.bundle] if args.bundle else []
     peer = [sys.executable, "-c", WHISPER, str(clip)]
     times: dict[str, list[float]] = {"ours": [], "whisper": []}
