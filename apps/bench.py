@@ -24,10 +24,11 @@ import numpy as np
 from smop_edge.runtime import features, media
 from smop_edge.runtime.bundle import Bundle, load_bundle, sha256_file
 from smop_edge.runtime.errors import BundleError, UsageError
-from smop_edge.runtime.manifest import resolve_backend
+from smop_edge.runtime.manifest import BACKEND_FORMATS, resolve_backend
 from smop_edge.runtime.scoring import corpus_wer
 
 from . import machine_limits
+from .peer import ENGINE as PEER_ENGINE
 from .board import BoardInfo, board_info
 
 Log = Callable[[str], None]
@@ -60,7 +61,6 @@ class BenchConfig:
         return f"{self.model}-onnx-experts_{self.experts}-llm_{self.llm}{enc}-{self.audio_mode}"
 
 
-PEER_ENGINE = "faster-whisper"
 ENGINES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}  # the runtime's engines for ONNX bundles
 
 
@@ -231,8 +231,9 @@ def variant_config(config: dict, model: str) -> dict:
 def _matches(bundle: Bundle, c: BenchConfig) -> bool:
     """Whether `bundle` was exported the way configuration `c` asks (its model aside)."""
     m = bundle.manifest
-    return ((m.format == "onnx" or (m.format == "ort" and c.engine == "onnxruntime")) and m.quantization.experts == c.experts and m.quantization.llm == c.llm
-            and m.quantization.encoders == c.encoders and m.audio_mode == c.audio_mode and not m.static)
+    return (m.format in BACKEND_FORMATS[c.engine] and m.quantization.experts == c.experts
+            and m.quantization.llm == c.llm and m.quantization.encoders == c.encoders
+            and m.audio_mode == c.audio_mode and not m.static)
 
 
 def bundles_for(configs: list[BenchConfig], src: Source, opts: BenchOptions, log: Log,

@@ -22,6 +22,8 @@ import numpy as np
 from smop_edge.runtime.decoding import DecodingOptions, decode
 from smop_edge.runtime.recognizer import elapsed_ms
 
+from .peer import ENGINE as PEER_ENGINE
+
 
 class TimedStepper:
     """Wraps a `decoding.Stepper`, recording the prefill's and every decode step's milliseconds."""
@@ -164,7 +166,7 @@ def peak_rss_mb() -> float:
 
 def main(spec_path: str, result_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    run = {"media": run_media, "faster-whisper": run_peer}.get(spec["engine"], run_model)
+    run = {"media": run_media, PEER_ENGINE: run_peer}.get(spec["engine"], run_model)
     result = run(spec)
     result["peak_rss_mb"] = peak_rss_mb()
     result["torch_imported"] = "torch" in sys.modules

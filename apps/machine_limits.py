@@ -38,8 +38,6 @@ def memory_bandwidth(megabytes: int = 512, repeats: int = 5, streams: int = 1) -
     releases the GIL)."""
     src = np.ones(megabytes * (1 << 20) // 8, np.float64)
     dst = np.empty_like(src)
-    if streams == 1:
-        return 2 * src.nbytes / _best_seconds(lambda: np.copyto(dst, src), repeats) / 1e9
     parts = list(zip(np.array_split(dst, streams), np.array_split(src, streams)))
     with ThreadPoolExecutor(streams) as pool:
         seconds = _best_seconds(lambda: list(pool.map(lambda p: np.copyto(*p), parts)), repeats)
@@ -96,5 +94,5 @@ def measure(threads: int) -> MachineLimits:
     else:
         fp32 = round(peak_matmul(int8=False, threads=threads), 1)
         int8 = round(peak_matmul(int8=True, threads=threads), 1)
-    return MachineLimits(bandwidth_gbps=round(memory_bandwidth(streams=threads), 2), peak_gflops_fp32=fp32, peak_gops_int8=int8,
-                         threads=threads)
+    return MachineLimits(bandwidth_gbps=round(memory_bandwidth(streams=threads), 2), peak_gflops_fp32=fp32,
+                         peak_gops_int8=int8, threads=threads)

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 
 DIGITS = "zero one two three four five six seven eight nine".split()
+ENGINE = "faster-whisper"  # the peer's name among the bench's engines (`--backends`)
 
 
 def domain_words(text: str) -> str:

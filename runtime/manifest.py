@@ -33,8 +33,8 @@ AUDIO_MODES = ("faithful", "fast")
 
 def resolve_backend(backend: str, fmt: str) -> str:
     """`auto`: the engine measured fastest for a bundle of format `fmt` on this machine: OpenVINO for ONNX
-    graphs on x86-64 where it is installed (the demo model's 10 s AVSR in 176 ms against ONNX Runtime's
-    262, the same tokens; docs/benchmarks.md), else the format's own engine (ONNX Runtime on ARM, where
+    graphs on x86-64 where it is installed (the demo model's 10 s AVSR in 164 ms against ONNX Runtime's
+    247, the same tokens; docs/benchmarks.md), else the format's own engine (ONNX Runtime on ARM, where
     OpenVINO was not measured). Any other name is returned as it is."""
     if backend != "auto":
         return backend

@@ -81,6 +81,13 @@ def export_in_mobile_env(fmt: str, tmp_path_factory, make_checkpoint, base_token
     return out
 
 
+def verified_against(bundle: Path, source: Path) -> dict:
+    """`verify BUNDLE --against SOURCE --json` run in the mobile exporters' environment (exit 0): its report."""
+    done = in_mobile_env("verify", str(bundle), "--against", str(source), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
 @pytest.fixture(scope="module")
 def litert_bundle(tmp_path_factory, make_checkpoint, base_tokenizer):
     """The tiny DEDR checkpoint as a LiteRT bundle (static; int8 experts and LLM, the default)."""
@@ -97,9 +104,7 @@ def test_the_litert_bundle_is_static_int8_and_runs_the_same_tokens(litert_bundle
     assert all("?" not in map(str, t.shape) and all(isinstance(d, int) for d in t.shape)
                for s in m.stages.values() for g in (s.buckets or [s]) for t in g.inputs)  # every shape static
     assert m.parity["passed"] and m.parity["backend"] == "litert"
-    done = in_mobile_env("verify", str(litert_bundle), "--against", str(dedr_bundle), "--json")
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout)
+    report = verified_against(litert_bundle, dedr_bundle)
     assert report["backend"] == "litert" and len(report["against"]["inputs"]) == 4
     assert all(i["tokens_equal"] for i in report["against"]["inputs"])
 
@@ -130,9 +135,7 @@ def test_the_executorch_bundle_keeps_dynamic_shapes_and_runs_the_same_tokens(exe
     assert m.stages["decoder"].outputs[1].shape[3] == "length + past_length"
     assert [t.name for t in m.stages["decoder"].outputs] == ["logits", "present_keys", "present_values"]
     assert m.parity["passed"] and m.parity["backend"] == "executorch"
-    done = in_mobile_env("verify", str(executorch_bundle), "--against", str(dedr_bundle), "--json")
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout)
+    report = verified_against(executorch_bundle, dedr_bundle)
     assert report["backend"] == "executorch" and all(i["tokens_equal"] for i in report["against"]["inputs"])
 
 

@@ -60,7 +60,8 @@ DEFAULTS = {"seconds": "2,5,10", "backends": "torch,onnxruntime,openvino,faster-
 def run(args: argparse.Namespace) -> int:
     """Check the flags, run the benchmark and print its report (text, markdown or JSON; a plot on request)."""
     from .. import peer
-    from ..bench import PEER_ENGINE, BenchOptions, plot, render_markdown, render_text, run_bench
+    from ..bench import BenchOptions, plot, render_markdown, render_text, run_bench
+    from ..peer import ENGINE as PEER_ENGINE
 
     for name, value in {**DEFAULTS, **PRESETS.get(args.preset, {})}.items():
         if getattr(args, name) is None:
