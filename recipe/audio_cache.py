@@ -61,10 +61,11 @@ def path_for(manifest: str | Path, faithful: bool) -> Path:
 
 
 def load_or_build(path: Path, model: LlamaSMoP, examples: list[Example], faithful: bool, variants: int,
-                  augment: Augment, seed: int, progress: Callable[[int, int], None] | None = None) -> AudioTokenCache:
+                  augment: Augment, seed: int, progress: Callable[[int, int], None] | None = None,
+                  save_every: int = 500) -> AudioTokenCache:
     """The tokens of `examples`: read from the cache at `path` (written for the same settings), the missing
     ones encoded clean and `variants` times with noise (`augment` at full noise probability, each draw
-    seeded by `seed` and the utterance) and added to it."""
+    seeded by `seed` and the utterance) and added to it, saved every `save_every` utterances."""
     settings = {"faithful": faithful, "variants": variants, "seed": seed}
     store = torch.load(path, weights_only=True) if path.exists() else {}
     entries = store["entries"] if store.get("settings") == settings else {}
@@ -77,8 +78,8 @@ def load_or_build(path: Path, model: LlamaSMoP, examples: list[Example], faithfu
         entries[k] += [encode(model, noisy_augment.audio(ex.audio, rng), faithful) for _ in range(variants)]
         if progress:
             progress(n, len(todo))
-    if todo:
-        tmp = path.with_suffix(".tmp")
-        torch.save({"settings": settings, "entries": entries}, tmp)
-        tmp.replace(path)
+        if n % save_every == 0 or n == len(todo):  # an interrupted build resumes from here
+            tmp = path.with_suffix(".tmp")
+            torch.save({"settings": settings, "entries": entries}, tmp)
+            tmp.replace(path)
     return AudioTokenCache([entries[k][0] for k in keys], [entries[k][1:] for k in keys])

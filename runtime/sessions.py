@@ -8,6 +8,8 @@ OpenVINO. Faster, inexact settings are an explicit, measured choice.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -32,11 +34,13 @@ PRECISIONS = ("f32", "bf16", "f16")
 OPENVINO_SHAPE_CACHE = 32
 
 
-def openvino_cache_dir() -> Path | None:
-    """Where OpenVINO keeps what it compiled ($SMOP_EDGE_CACHE or ~/.cache/smop-edge): a second start loads
-    a compiled graph instead of compiling it again (keyed by OpenVINO on the file, its settings and the
-    device). None where it cannot be written."""
-    root = Path(os.environ.get("SMOP_EDGE_CACHE") or Path.home() / ".cache" / "smop-edge") / "openvino"
+def openvino_cache_dir(config: dict[str, str]) -> Path | None:
+    """Where OpenVINO keeps what it compiled with `config` ($SMOP_EDGE_CACHE or ~/.cache/smop-edge): a second
+    start loads a compiled graph instead of compiling it again. OpenVINO keys a blob by the graph and the
+    device but not by every setting (an f32 blob was loaded for a bf16 request and crashed it), so each
+    compile configuration gets its own folder. None where it cannot be written."""
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    root = Path(os.environ.get("SMOP_EDGE_CACHE") or Path.home() / ".cache" / "smop-edge") / "openvino" / digest
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -128,7 +132,7 @@ class OpenVinoSession(GraphSession):
         if device.split(".")[0].split(":")[0] not in {d.split(".")[0] for d in core.available_devices}:
             raise UsageError(f"OpenVINO device {device} is not available here "
                              f"(available: {', '.join(core.available_devices)})")
-        if cache := openvino_cache_dir():  # keyed by the graph's content (a model object, not a path)
+        if cache := openvino_cache_dir(config):  # keyed by the graph's content (a model object, not a path)
             core.set_property({"CACHE_DIR": str(cache)})
         self._model = core.compile_model(core.read_model(str(path)), device, config)
         self.input_names = [i.get_any_name() for i in self._model.inputs]
