@@ -47,6 +47,7 @@ class BenchConfig:
     encoders: str = "fp32"
     audio_mode: str = "fast"
     exact: bool = True  # False: the backend's int8-activation kernels next to int8/int4 weights
+    precision: str = "f32"  # OpenVINO's inference precision (bf16: AMX / AVX512-BF16 units where the CPU has them)
     beams: int = 1
     fixed_steps: bool = False  # decode exactly --decode-steps tokens, EOS ignored
 
@@ -86,6 +87,9 @@ def plan_configs(audio_mode: str, backends: list[str], random_init: bool = False
         replace(base, name="llm-int4", factor="int4 LLM", llm="int4"),
         replace(base, name="encoders-int8", factor="int8 encoders", encoders="int8"),
         replace(base, name="fast-math", factor="int8 activations (inexact)", exact=False),
+        *([replace(base, name="bf16", factor="OpenVINO in bf16 (inexact)", precision="bf16"),
+           replace(base, name="fastest", factor="bf16, int8 activations, int8 encoders (inexact)", precision="bf16",
+                   exact=False, encoders="int8")] if engine == "openvino" else []),
         *(replace(base, name=e, factor=ENGINES[e], engine=e) for e in candidates if e != engine),
         replace(base, name=f"audio-{other_mode}", factor=f"{other_mode} audio mode", audio_mode=other_mode),
         replace(base, name="beam4", factor="beam search, 4 beams", beams=4),
@@ -343,7 +347,7 @@ def model_spec(c: BenchConfig, bundle: Path | None, opts: BenchOptions, src: Sou
     items = [{"name": i.name, "npz": str(i.npz), "task": task, "timed": i.text is None}
              for i in inputs if i.text is None or (first_round and not c.fixed_steps)]
     spec = {"engine": c.engine, "threads": opts.threads, "repeats": opts.repeats, "beams": c.beams,
-            "exact": c.exact, "fixed_steps": c.fixed_steps, "inputs": items,
+            "exact": c.exact, "precision": c.precision, "fixed_steps": c.fixed_steps, "inputs": items,
             "max_new_tokens": opts.decode_steps if c.fixed_steps else opts.max_new_tokens}
     if c.engine == "torch":
         spec.update(checkpoint=str(src.checkpoint), tokenizer=str(src.tokenizer), audio_mode=c.audio_mode)

@@ -79,7 +79,7 @@ def _open_recognizer(spec: dict[str, Any]):
     from smop_edge.runtime.recognizer import Recognizer
 
     rec = Recognizer.from_bundle(spec["bundle"], backend=spec["engine"], threads=spec["threads"],
-                                 exact=spec.get("exact", True))
+                                 exact=spec.get("exact", True), precision=spec.get("precision", "f32"))
     return rec, contextlib.nullcontext
 
 

@@ -53,7 +53,8 @@ def test_each_configuration_varies_one_factor_from_the_default():
     assert default.name == "default" and (default.engine, default.experts, default.llm, default.beams) == \
         (resolve_backend("auto", "onnx"), "int8", "int8", 1)  # what `--backend auto` runs here
     assert {c.engine for c in configs} == {"torch", "onnxruntime", "openvino"}  # the other engine is a factor
-    factors = ("engine", "model", "experts", "llm", "encoders", "audio_mode", "exact", "beams", "fixed_steps")
+    factors = ("engine", "model", "experts", "llm", "encoders", "audio_mode", "exact", "precision", "beams",
+               "fixed_steps")
     for c in configs[1:]:
         changed = {f for f in factors if getattr(c, f) != getattr(default, f)}
         if c.name == "torch-fp32":  # the reference is fp32 by definition
@@ -62,6 +63,8 @@ def test_each_configuration_varies_one_factor_from_the_default():
             assert changed == {"experts", "llm"}
         elif c.name == "mlp-fixed":  # compared with smop-fixed, which differs from it in the model only
             assert changed == {"model", "fixed_steps"}
+        elif c.name == "fastest":  # every inexact speed-up together
+            assert changed == {"precision", "exact", "encoders"} and default.engine == "openvino"
         else:
             assert len(changed) == 1, (c.name, changed)
     assert {c.engine for c in bench.plan_configs("fast", ["onnxruntime"])} == {"onnxruntime"}
