@@ -180,6 +180,13 @@ def test_zoo_random_weights_share_graphs_and_decode_fixed_steps(capsys, tmp_path
     agree = rep["configs"]["fp32"]["agreement"]
     assert agree["transcripts_equal"] == agree["inputs"] == 1
     assert set(rep["layouts_over_mlp"]) == {"dedr"} and rep["smop_over_mlp"] > 0
+    pooled = rep["projector_pooled"]  # the low-noise estimator: shared stages pooled, each projector its own
+    assert set(pooled["over_mlp"]) == {"smop", "dedr"} and pooled["shared_ms"] > 0 and pooled["noise"] >= 0
+    proj = {k: rep["configs"][n]["inputs"]["1s"]["stages"]["projector"]["median"]
+            for k, n in (("smop", "default"), ("mlp", "mlp-fixed"))}
+    assert pooled["projector_ms"]["smop"] == proj["smop"]
+    assert pooled["over_mlp"]["smop"] == pytest.approx(
+        (pooled["shared_ms"] + proj["smop"]) / (pooled["shared_ms"] + proj["mlp"]), abs=1e-4)
     dedr = json.loads((Path(rep["configs"]["dedr-fixed"]["bundle"]) / "manifest.json").read_text())
     assert dedr["model"]["projector"]["layout"] == "DEDR" and dedr["parity"] is None
     assert main(["verify", rep["configs"]["dedr-fixed"]["bundle"]]) == 4  # no self-test reference to check
