@@ -45,3 +45,30 @@ def test_a_cached_f32_graph_does_not_serve_a_bf16_session(tmp_path):
     np.testing.assert_array_equal(out["bf16"], out["alone"])
     if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         assert not np.array_equal(out["bf16"], out["f32"])  # bf16 really ran in bf16
+
+
+def test_onnx_runtime_dequantizes_int8_experts_once_at_load(tmp_path):
+    """The projector's int8 experts sit behind DequantizeLinear nodes; exact sessions fold them into f32
+    weights when the graph loads (ONNX Runtime would otherwise dequantize every expert on every call)."""
+    import onnx
+    import onnxruntime as ort
+
+    from smop_edge.runtime.sessions import OrtSession, ort_options
+
+    graph = DEMO_BUNDLE / "projector.onnx"
+    assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(graph)).graph.node)
+    folded = tmp_path / "folded.onnx"
+    opts = ort_options(threads=1, exact=True)  # the runtime's own options, its optimised graph written out
+    opts.optimized_model_filepath = str(folded)
+    ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
+    assert not any(n.op_type == "DequantizeLinear" for n in onnx.load(str(folded)).graph.node)
+    session = OrtSession(graph, threads=1, exact=True)
+    literal = ort.SessionOptions()  # the oracle: every node as written, DequantizeLinear then MatMul
+    literal.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    plain = ort.InferenceSession(str(graph), literal, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 7 for d in i.shape]).astype(np.float32)
+             for i in plain.get_inputs()}
+    want = dict(zip([o.name for o in plain.get_outputs()], plain.run(None, feeds)))
+    for name, got in session.run(feeds).items():
+        np.testing.assert_allclose(got, want[name], rtol=1e-5, atol=1e-5)

@@ -240,12 +240,12 @@ def test_openvino_keeps_what_it_compiled_for_the_next_start(tmp_path, monkeypatc
     monkeypatch.setenv("SMOP_EDGE_CACHE", str(tmp_path))
     graph = DEMO_BUNDLE / "projector.onnx"
     first = open_session(graph, backend="openvino", threads=1)
-    blobs = list((tmp_path / "openvino").glob("*.blob"))
+    blobs = list((tmp_path / "openvino").glob("*/*.blob"))  # a folder per compile setting
     assert len(blobs) == 1
     feeds = {n: np.random.default_rng(0).standard_normal((1, 5, 384 if "audio" in n else 128), np.float32)
              for n in first.input_names}
     again = open_session(graph, backend="openvino", threads=1)
-    assert list((tmp_path / "openvino").glob("*.blob")) == blobs  # loaded, not compiled and written again
+    assert list((tmp_path / "openvino").glob("*/*.blob")) == blobs  # loaded, not compiled and written again
     want, got = first.run(feeds), again.run(feeds)
     assert set(want) == set(got) == set(first.output_names)
     for name in want:
