@@ -44,7 +44,9 @@ def hostile(tmp_path_factory):
     }
     cases["truncated"].write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     sample = bytearray((DEMO_BUNDLE.parent / "samples" / "sample-2.mp4").read_bytes())
-    sample[44587] = 241  # one byte of the video track's header, found by scripts/fuzz.py: no decoder
+    # the first byte of the video track's `minf` box type (the one before its mp4v sample entry), as
+    # scripts/fuzz.py once hit it: ffmpeg then finds no decoder for the stream
+    sample[sample.rfind(b"minf", 0, sample.find(b"mp4v"))] = 241
     cases["no_decoder"] = root / "no_decoder.mp4"
     cases["no_decoder"].write_bytes(bytes(sample))
     cases["text_as_wav"].write_text("RIFF? no: plain text\n" * 50)
