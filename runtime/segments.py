@@ -83,6 +83,19 @@ def is_silent(audio: np.ndarray) -> bool:
     return not speech_mask(audio).any()
 
 
+def utterances(db: np.ndarray, samples: int, min_pause: float) -> list[tuple[int, int]]:
+    """(start, end) sample ranges covering the input, cut in the middle of every pause of at least
+    `min_pause` seconds between speech (from the 20 ms levels `db`): one utterance each, as the live
+    stream ends one. Without speech, the whole input."""
+    speech = np.flatnonzero(mask_of(db))
+    if speech.size == 0:
+        return [(0, samples)]
+    gaps = np.flatnonzero(np.diff(speech) > max(1, round(min_pause * SAMPLE_RATE / FRAME)))
+    cuts = [min(samples, (speech[i] + speech[i + 1] + 1) // 2 * FRAME) for i in gaps]
+    edges = [0, *cuts, samples]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+
 def split(audio: np.ndarray, max_seconds: float = 24.0, min_pause: float = 0.2) -> list[tuple[int, int]]:
     """(start, end) sample ranges covering the input, each at most `max_seconds`, cut in the middle of
     the longest pause available (else at the quietest frame). Inputs up to `max_seconds` stay whole."""

@@ -18,6 +18,19 @@ def test_short_inputs_stay_whole_and_long_ones_are_cut_in_pauses():
         assert db[cut // segments.FRAME] < db.max() - 20  # every cut falls in a pause
 
 
+def test_utterances_are_cut_in_every_long_pause_and_only_there():
+    sr = 16000
+    burst = tone_bursts(1.0)  # speech-like bursts with 1/3 s pauses: one utterance
+    quiet = np.zeros(sr, np.float32)
+    audio = np.concatenate([quiet[: sr // 2], burst, quiet, burst, quiet[: sr // 4], burst, quiet[: sr // 2]])
+    spans = segments.utterances(segments.frame_energy_db(audio), len(audio), min_pause=0.6)
+    assert spans[0][0] == 0 and spans[-1][1] == len(audio)
+    assert all(s[1] == t[0] for s, t in zip(spans, spans[1:]))  # contiguous, nothing lost
+    assert len(spans) == 2  # the 1 s pause ends an utterance; the 1/4 s one and the bursts' own pauses do not
+    assert sr // 2 + len(burst) < spans[0][1] < sr // 2 + len(burst) + sr  # cut inside the long pause
+    assert segments.utterances(segments.frame_energy_db(quiet), len(quiet), 0.6) == [(0, len(quiet))]
+
+
 def test_silence_and_steady_noise_hold_no_speech():
     rng = np.random.default_rng(0)
     assert segments.is_silent(np.zeros(16000, np.float32))
