@@ -19,12 +19,13 @@ from .errors import UnsuitableInputError
 from .features import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_FPS
 from .prompt import TASK_MODALITIES, pick_task
 from .recognizer import elapsed_ms
+from .stream import StreamOptions
 
 MAX_SEGMENT_SECONDS = 24.0
-# a pause this long ends an utterance, as in a live stream (StreamOptions.min_silence): models trained on
-# single utterances misread several read as one (the demo model: 99 % WER on 30 dev clips joined with 1-1.5 s
+# a pause as long as the one that ends a live stream's utterance ends a file's: models trained on single
+# utterances misread several read as one (the demo model: 99 % WER on 30 dev clips joined with 1-1.5 s
 # pauses, decoded in 24 s windows; 31 % utterance by utterance)
-UTTERANCE_PAUSE = 0.6
+UTTERANCE_PAUSE = StreamOptions.min_silence
 MIN_TAIL = SAMPLE_RATE // 4  # audio past the video's end shorter than this is codec padding, not speech
 FACE_SHARE = 0.5  # a segment's frames that must show the speaker's face for it to be read with the lips
 
@@ -262,9 +263,8 @@ def transcribe_media(rec: Recognises, path: str | Path, task: str | None = None,
 def _spans(levels: segments.Levels, video: bool) -> list[tuple[int, int]]:
     """One sample range per utterance (cut at pauses of `UTTERANCE_PAUSE` seconds, as the live stream cuts
     them), longer ones cut to at most 24 s at their longest pause; with video, on frame boundaries."""
-    spans = []
+    spans, f = [], segments.FRAME
     for a, b in segments.utterances(levels.db, levels.samples, UTTERANCE_PAUSE):
-        f = segments.FRAME
         spans += [(a + x, a + y) for x, y in segments.split_levels(levels.db[a // f:-(-b // f)], b - a,
                                                                   MAX_SEGMENT_SECONDS)]
     if video:
