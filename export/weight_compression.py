@@ -15,11 +15,17 @@ LARGE_MODEL_BYTES = 1_800_000_000
 # x 8192: fp32 MatMul 2.9 ms, 8-bit level 0 68 ms, level 4 0.78 ms); 4-bit weights keep fp32 compute
 # (level 0 1.25 ms, already faster than fp32).
 ACCURACY_LEVEL = {8: 4, 4: 0}
+# Input channels per scale, per weight width. 4-bit weights in blocks of 128, not 32: a one-row product
+# (a decode step) over Llama-3.2-1B-shaped layers in OpenVINO took 8.7 ms instead of 13.0 (dynamic
+# quantization: 6.1 vs 9.6; ONNX Runtime level 0: 13.6 vs 14.0), 4 layers, 2 threads, docs/benchmarks.md;
+# 128 is also NNCF's and most int4 LLM recipes' default. 8-bit weights gain nothing from larger blocks there.
+BLOCK_SIZE = {8: 32, 4: 128}
+GROUP_SIZES = (128, 64, 32, 16, 8)  # NNCF's int4 groups must divide a layer's input channels: the largest that does
 
 
-def compress_onnx(path: Path, bits: int, block_size: int = 32) -> None:
+def compress_onnx(path: Path, bits: int) -> None:
     """Replace every MatMul with a constant weight by MatMulNBits (`bits` 8 or 4, symmetric,
-    blocks of `block_size` input channels, accuracy level per `ACCURACY_LEVEL`), in place."""
+    blocks of `BLOCK_SIZE[bits]` input channels, accuracy level per `ACCURACY_LEVEL`), in place."""
     import logging
 
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
@@ -28,7 +34,7 @@ def compress_onnx(path: Path, bits: int, block_size: int = 32) -> None:
     before = onnx.load(str(path), load_external_data=False)
     old_data = {e.value for t in before.graph.initializer for e in t.external_data if e.key == "location"}
     model = onnx.load(str(path))
-    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=True,
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=BLOCK_SIZE[bits], is_symmetric=True,
                                      accuracy_level=ACCURACY_LEVEL[bits])
     quantizer.process()
     for name in old_data:  # the fp32 weights file is replaced, not left behind
@@ -37,23 +43,21 @@ def compress_onnx(path: Path, bits: int, block_size: int = 32) -> None:
     quantizer.model.save_model_to_file(str(path), use_external_data_format=large)
 
 
-def compress_openvino(model, bits: int, group_size: int = 32):
-    """NNCF weight compression of an `openvino.Model`: int8 per channel, or int4 in groups of 32 (16 or
-    8 when a layer's input channels need it: NNCF requires the group size to divide them)."""
+def compress_openvino(model, bits: int):
+    """NNCF weight compression of an `openvino.Model`: int8 per channel, or int4 in groups of
+    `BLOCK_SIZE[4]` (fewer when a layer's input channels need it: NNCF requires the group size to divide them)."""
     import contextlib
     import logging
     import sys
 
     import nncf
 
-    from .quantize import INT4_GROUP_SIZES
-
     logging.getLogger("nncf").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(sys.stderr):  # NNCF draws tables and progress bars on stdout
         if bits == 8:
             return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
         error: Exception | None = None
-        for group in (g for g in INT4_GROUP_SIZES if g <= group_size):
+        for group in GROUP_SIZES:
             try:
                 return nncf.compress_weights(model.clone(), mode=nncf.CompressWeightsMode.INT4_SYM,
                                              group_size=group, ratio=1.0, all_layers=True)

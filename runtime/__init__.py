@@ -25,15 +25,17 @@ DEMO_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "demo" / "bund
 
 
 def load_recognizer(bundle: str | Path | None = None, backend: str = "auto", device: str = "CPU",
-                    threads: int | None = None, precision: str = "f32", digest: str | None = None) -> Recognizer:
+                    threads: int | None = None, precision: str = "f32", digest: str | None = None,
+                    exact: bool = True) -> Recognizer:
     """Open a bundle (default: the embedded demo model) after checking every file's sha256; `digest` pins
-    the manifest's sha256 (as `smop-edge verify` prints it), which fixes every file of the bundle."""
+    the manifest's sha256 (as `smop-edge verify` prints it), which fixes every file of the bundle. `exact=False`
+    lets the engines quantize activations to int8 beside int8/int4 weights (faster, inexact)."""
     if bundle is None:
         if not (DEMO_BUNDLE / MANIFEST).is_file():
             raise UsageError("no bundle given and the demo bundle is not installed (see the README)")
         bundle = DEMO_BUNDLE
     return Recognizer.from_bundle(bundle, backend=backend, device=device, threads=threads, precision=precision,
-                                 digest=digest)
+                                 exact=exact, digest=digest)
 
 
 __all__ = ["load_recognizer", "Recognizer", "Transcript", "FileTranscript", "Segment", "Stream", "StreamOptions",

@@ -46,21 +46,22 @@ class GraphStepper:
     """`decoding.Stepper` over the dynamic decoder graph; token embeddings are looked up in numpy."""
 
     def __init__(self, session: GraphSession, embeddings: np.ndarray, prefix: np.ndarray,
-                 layers: int, kv_heads: int, head_dim: int) -> None:
+                 layers: int, kv_heads: int, head_dim: int, step_session: GraphSession | None = None) -> None:
         self.session, self.embeddings, self.prefix = session, embeddings, prefix
+        self.step_session = step_session or session  # the same graph, compiled for one-token steps
         empty = np.zeros((layers, 1, kv_heads, 0, head_dim), np.float32)
         self.keys, self.values = empty, empty.copy()
 
-    def _run(self, embeds: np.ndarray) -> np.ndarray:
-        out = self.session.run({"inputs_embeds": embeds, "past_keys": self.keys, "past_values": self.values})
+    def _run(self, session: GraphSession, embeds: np.ndarray) -> np.ndarray:
+        out = session.run({"inputs_embeds": embeds, "past_keys": self.keys, "past_values": self.values})
         self.keys, self.values = out["present_keys"], out["present_values"]
         return out["logits"]
 
     def prefill(self) -> np.ndarray:
-        return self._run(self.prefix)[0]
+        return self._run(self.session, self.prefix)[0]
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
-        return self._run(np.asarray(self.embeddings[tokens], np.float32)[:, None, :])
+        return self._run(self.step_session, np.asarray(self.embeddings[tokens], np.float32)[:, None, :])
 
     def select(self, rows: np.ndarray) -> None:
         self.keys, self.values = self.keys[:, rows], self.values[:, rows]
@@ -120,10 +121,12 @@ class Recognizer:
     `smop_edge.runtime.load_recognizer` (or `Recognizer.from_bundle`)."""
 
     def __init__(self, bundle: Bundle, open_graph: Callable[[Path], GraphSession], tokenizer: TextTokenizer,
-                 embeddings: np.ndarray, backend: str) -> None:
+                 embeddings: np.ndarray, backend: str,
+                 open_step_graph: Callable[[Path], GraphSession] | None = None) -> None:
         self.bundle, self.tokenizer, self.embeddings = bundle, tokenizer, embeddings
         self.backend = backend  # the engine the graphs run on (`auto` resolved)
         self._open, self._sessions = open_graph, {}
+        self._open_step = open_step_graph  # None: decode steps run on the prefill's session
         cfg = bundle.config
         self.tasks: list[str] = cfg.tasks
         self.faithful = bundle.manifest.audio_mode == "faithful"
@@ -146,16 +149,21 @@ class Recognizer:
                              f"{FORMAT_BACKEND[fmt]}")
         open_graph = partial(open_session, backend=backend, device=device, threads=threads, precision=precision,
                              exact=exact)
+        # OpenVINO's bf16 kernels multiply one row by compressed weights slower than its f32 ones (paper-scale
+        # int8 decoder, one step past 200 tokens: 116 vs 102 ms; 109 vs 86 with int8 activations), while a
+        # prefill's hundreds of rows gain (150 rows: 527 vs 1161 ms): decode steps stay in f32
+        open_step = partial(open_graph, precision="f32") if backend == "openvino" and precision != "f32" else None
         if wrap_session is not None:
-            opener = open_graph
-            open_graph = lambda file: wrap_session(opener(file))  # noqa: E731
+            openers = open_graph, open_step
+            open_graph = lambda file: wrap_session(openers[0](file))  # noqa: E731
+            open_step = open_step and (lambda file: wrap_session(openers[1](file)))  # noqa: E731
         try:  # within a bundle whose digests check out, a file or field that does not fit is the bundle's fault
             embeddings = np.load(bundle.file(bundle.manifest.embeddings.file), mmap_mode="r")
             if list(embeddings.shape) != bundle.manifest.embeddings.shape:  # which Manifest.check held to the model
                 raise BundleError(f"{path}: the token embeddings are {list(embeddings.shape)}, the manifest says "
                                   f"{bundle.manifest.embeddings.shape}")
             tok = load_tokenizer(bundle.file(bundle.manifest.tokenizer.file), expected_size=bundle.config.llm.vocab)
-            rec = cls(bundle, open_graph, tok, embeddings, backend)
+            rec = cls(bundle, open_graph, tok, embeddings, backend, open_step)
         except (InputError, ValueError) as exc:
             raise BundleError(f"{path}: {exc}") from None
         rec.session("projector")  # fail early on a graph the backend cannot load
@@ -235,7 +243,16 @@ class Recognizer:
         if self.static:
             return StaticGraphStepper(self.session("decoder"), self.embeddings, prefix, *dims,
                                       self.static.decoder_chunk, self.static.kv_capacity)
-        return GraphStepper(self.session("decoder"), self.embeddings, prefix, *dims)
+        return GraphStepper(self.session("decoder"), self.embeddings, prefix, *dims, step_session=self._step_session())
+
+    def _step_session(self) -> GraphSession | None:
+        """The decoder compiled for one-token steps, where that differs from the prefill's (`from_bundle`)."""
+        if self._open_step is None:
+            return None
+        key = ("decoder", "step")
+        if key not in self._sessions:
+            self._sessions[key] = self._open_step(self.bundle.file(self.bundle.stages["decoder"].graph(None).file))
+        return self._sessions[key]
 
     # ---- whole utterance ------------------------------------------------------------------------
     def encode(self, audio: np.ndarray | None, frames: np.ndarray | None, task: str,

@@ -171,12 +171,12 @@ def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "
     if backend == "onnxruntime":
         if path.suffix not in (".onnx", ".ort"):
             raise UsageError(f"ONNX Runtime cannot load {path.name}: export with --format onnx")
+        if device != "CPU":
+            raise UsageError("the onnxruntime backend runs on the CPU; use --backend openvino for other devices")
     elif path.suffix == ".ort":
         raise UsageError(f"OpenVINO cannot load {path.name} (ONNX Runtime's own format): use --backend onnxruntime")
     if (backend == "litert") != (path.suffix == ".tflite"):
         raise UsageError(f"{path.name}: LiteRT graphs (.tflite) run on --backend litert, and only they do")
-        if device != "CPU":
-            raise UsageError("the onnxruntime backend runs on the CPU; use --backend openvino for other devices")
     try:
         if backend == "onnxruntime":
             return OrtSession(path, threads, exact)

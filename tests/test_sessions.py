@@ -72,3 +72,44 @@ def test_onnx_runtime_dequantizes_int8_experts_once_at_load(tmp_path):
     want = dict(zip([o.name for o in plain.get_outputs()], plain.run(None, feeds)))
     for name, got in session.run(feeds).items():
         np.testing.assert_allclose(got, want[name], rtol=1e-5, atol=1e-5)
+
+
+def test_openvino_decode_steps_stay_in_f32_under_a_reduced_precision(tmp_path, monkeypatch):
+    """`precision="bf16"` compiles the decoder twice: bf16 for the prefill, f32 for one-token steps (OpenVINO's
+    bf16 kernels are slower for one row against compressed weights); at f32 both are one session."""
+    from smop_edge.runtime.recognizer import Recognizer
+
+    monkeypatch.setenv("SMOP_EDGE_CACHE", str(tmp_path))
+    hint = lambda s: s._model.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # noqa: E731
+    prefix = np.zeros((1, 3, Recognizer.from_bundle(DEMO_BUNDLE, backend="onnxruntime").bundle.config.llm.hidden),
+                      np.float32)
+    steppers = {}
+    for precision in ("f32", "bf16"):
+        rec = Recognizer.from_bundle(DEMO_BUNDLE, backend="openvino", threads=1, precision=precision)
+        stepper = steppers[precision] = rec.stepper(prefix)
+        assert stepper.prefill().ndim == 1 and stepper.step(np.array([5])).shape[0] == 1
+        assert hint(stepper.step_session) == "f32"
+        assert (stepper.step_session is stepper.session) == (precision == "f32")
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert hint(steppers["bf16"].session) == "bf16"
+
+
+def test_int8_activations_flag_reaches_the_engine_and_the_batch_stamp(tmp_path, monkeypatch):
+    """`--int8-activations` lets OpenVINO quantize activations (dynamic quantization on), the default keeps it
+    off; a batch run with it stamps its outputs so, one without it keeps the stamps made before the flag."""
+    import argparse
+
+    from smop_edge.apps.batch import Recognition
+    from smop_edge.apps.commands.common import add_backend_flags, open_bundle
+
+    monkeypatch.setenv("SMOP_EDGE_CACHE", str(tmp_path))
+    parser = argparse.ArgumentParser()
+    add_backend_flags(parser, ["onnxruntime", "openvino"])
+    group = {}
+    for flags in ([], ["--int8-activations"]):
+        rec = open_bundle(parser.parse_args(["--backend", "openvino", "--threads", "1", *flags]))
+        group[bool(flags)] = int(rec.session("decoder")._model.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE"))
+    assert group[False] == 0 and group[True] > 0
+    assert Recognition(None, "d").settings() == {k: v for k, v in Recognition(None, "d", exact=False).settings().items()
+                                                 if k != "int8_activations"}
+    assert Recognition(None, "d", exact=False).settings()["int8_activations"] is True

@@ -55,7 +55,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     rec = open_bundle(args)
     # the engine as resolved here (`auto` picks by machine): a stamp names what transcribed the file
     recognition = Recognition(args.bundle, rec.bundle.digest, rec.backend, args.device, 1, args.precision,
-                              None if args.task == "auto" else args.task, decoding_options(args))
+                              None if args.task == "auto" else args.task, decoding_options(args),
+                              exact=not args.int8_activations)
     out = Path(args.out)
     summary = run_batch(args.inputs, out, recognition, sorted(set(args.format)), args.workers,
                         args.threads, use_ray=args.ray is not None,
