@@ -58,7 +58,8 @@ class ExportableDecoder(nn.Module):
     def _layers(self, x, cos, sin, mask, past_keys, past_values, update):
         """All decoder layers; `update(past, new)` returns the cache a layer attends over."""
         b, length, _ = x.shape
-        rep = self.heads // self.kv_heads
+        rep, scale = self.heads // self.kv_heads, self.head_dim ** -0.5
+        bias = torch.where(mask, 0.0, float("-inf"))  # [rows, keys]: what a row may not see adds -inf
         keys, values = [], []
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
@@ -71,12 +72,12 @@ class ExportableDecoder(nn.Module):
             v = update(past_values[i], v)
             keys.append(k)
             values.append(v)
-            # grouped-query attention: the `rep` query heads of each KV head become extra query rows of it, so
-            # the keys and values are read as they are instead of copied `rep` times on every call (a
-            # Broadcast of 5.4 of 102 ms per paper-scale decode step in OpenVINO)
-            grouped = q.reshape(b, self.kv_heads, rep * length, self.head_dim)
-            out = F.scaled_dot_product_attention(grouped, k, v, attn_mask=mask.repeat(rep, 1))
-            out = out.view(b, self.heads, length, self.head_dim)
+            # grouped-query attention: the `rep` query heads of each KV head meet its keys and values through a
+            # broadcasting matmul, never a copy of them per query head (that Broadcast was 5.4 of 102 ms per
+            # paper-scale decode step in OpenVINO); written out because the ONNX exporter's attention is 4-D
+            grouped = q.view(b, self.kv_heads, rep, length, self.head_dim)
+            scores = torch.matmul(grouped, k[:, :, None].transpose(-1, -2)) * scale + bias
+            out = torch.matmul(torch.softmax(scores, dim=-1), v[:, :, None]).view(b, self.heads, length, self.head_dim)
             x = x + attn.o_proj(out.transpose(1, 2).reshape(b, length, self.heads * self.head_dim))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return x, torch.stack(keys), torch.stack(values)
