@@ -142,8 +142,8 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
         embeddings=Embeddings("embed_tokens.npy", np.dtype(emb_dtype).name, [cfg.llm.vocab, cfg.llm.hidden]),
         quantization=Quantization(
             experts=options.experts, router="fp32", layer_norm="fp32", llm=options.llm, encoders=options.encoders,
-            # ONNX Runtime computes next to 8-bit weights in int8 (see weight_compression)
-            activations={part: "int8" if options.format in ("onnx", "ort") and mode == "int8" else "fp32"
+            # ONNX Runtime computes next to 8- and 4-bit weights in int8 (see weight_compression)
+            activations={part: "int8" if options.format in ("onnx", "ort") and mode in ("int8", "int4") else "fp32"
                          for part, mode in (("llm", options.llm), ("encoders", options.encoders))}),
         self_test=SelfTest(SELF_TEST_FILE, task, options.self_test_tokens),
         static=StaticShapes(list(options.audio_buckets) if options.audio_mode == "fast" else [3000],

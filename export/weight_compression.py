@@ -10,11 +10,11 @@ import onnx
 LARGE_MODEL_BYTES = 1_800_000_000
 
 
-# MatMulNBits' accuracy level per weight width: 8-bit weights compute in int8 (level 4), because ONNX
-# Runtime's fp32-compute path for them dequantizes the whole matrix per call (1.32, 2 threads, 1 x 2048
-# x 8192: fp32 MatMul 2.9 ms, 8-bit level 0 68 ms, level 4 0.78 ms); 4-bit weights keep fp32 compute
-# (level 0 1.25 ms, already faster than fp32).
-ACCURACY_LEVEL = {8: 4, 4: 0}
+# MatMulNBits' accuracy level per weight width: both compute in int8 (level 4). ONNX Runtime's fp32-compute
+# path dequantizes 8-bit weights per call (1.32, 2 threads, 1 x 2048 x 8192: fp32 MatMul 2.9 ms, 8-bit level
+# 0 68 ms, level 4 0.78 ms), and for 4-bit weights in blocks of 128 it is 2.5x slower (1.32, 4 Llama-1B-shaped
+# layers at one row: level 0 13.3 ms, level 4 5.3 ms; docs/benchmarks.md)
+ACCURACY_LEVEL = {8: 4, 4: 4}
 # Input channels per scale, per weight width. 4-bit weights in blocks of 128, not 32: a one-row product
 # (a decode step) over Llama-3.2-1B-shaped layers in OpenVINO took 8.7 ms instead of 13.0 (dynamic
 # quantization: 6.1 vs 9.6; ONNX Runtime level 0: 13.6 vs 14.0), 4 layers, 2 threads, docs/benchmarks.md;

@@ -1,6 +1,7 @@
 """Why a decode step costs what it does in OpenVINO: time one step of a bundle's decoder graph under each
 compile setting (with per-node counters), or a stack of Llama-3.2-1B-shaped layers at one row in each weight
-format (ONNX MatMulNBits in blocks of 32 / 128, NNCF's OpenVINO formats), as GB/s of weights streamed.
+format (ONNX MatMulNBits in blocks of 32 / 128 at ONNX Runtime's accuracy level 4 or 0, NNCF's OpenVINO
+formats), as GB/s of weights streamed (OpenVINO ignores the level).
 
     python scripts/decode_kernels.py step BUNDLE [--past 200] [--rows 1] [--settings exact,dq,bf16] [--nodes]
     python scripts/decode_kernels.py stack [--layers 4]
@@ -115,12 +116,13 @@ def stack(args: argparse.Namespace) -> None:
         count = layer_stack(work / "fp32.onnx", args.layers)
         x = {"x": np.random.default_rng(1).standard_normal((1, 1, HIDDEN)).astype(np.float32)}
         models = {"fp32": (ov.convert_model(str(work / "fp32.onnx")), 32, work / "fp32.onnx")}
-        for bits, block in ((8, 32), (8, 128), (4, 32), (4, 128)):
-            path = work / f"nbits{bits}-{block}.onnx"
+        for bits, block, level in ((8, 32, 4), (8, 128, 4), (4, 32, 4), (4, 128, 4), (4, 128, 0)):
+            path = work / f"nbits{bits}-{block}-{level}.onnx"
             shutil.copy(work / "fp32.onnx", path)
-            weight_compression.BLOCK_SIZE[bits] = block  # this process only
+            weight_compression.BLOCK_SIZE[bits], weight_compression.ACCURACY_LEVEL[bits] = block, level  # here only
             weight_compression.compress_onnx(path, bits)
-            models[f"MatMulNBits {bits}-bit, block {block}"] = (ov.convert_model(str(path)), bits + 32 / block, path)
+            models[f"MatMulNBits {bits}-bit, block {block}, level {level}"] = (ov.convert_model(str(path)),
+                                                                             bits + 32 / block, path)
         logging.getLogger("nncf").setLevel(logging.ERROR)
         with contextlib.redirect_stdout(sys.stderr):
             for mode, group in (("INT8_SYM", None), ("INT4_SYM", 128)):
@@ -130,7 +132,7 @@ def stack(args: argparse.Namespace) -> None:
                 models[f"NNCF {mode}{f', group {group}' if group else ''}"] = (compressed, 8 if group is None else 4.25, None)
         for name, (model, bits, onnx_path) in models.items():
             gb = count * bits / 8 / 1e9
-            line = [f"{name:32s}"]
+            line = [f"{name:40s}"]
             for setting in ("exact", "dq"):
                 request = compile_model(model, setting, args.threads).create_infer_request()
                 ms = median_ms(lambda: request.infer(x), 30)
