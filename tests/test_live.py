@@ -99,8 +99,11 @@ def test_a_slow_machine_says_so_and_degrades_in_order(rec, tmp_path):
     states = [e.message for e in events if e.state == "behind"]
     assert len(states) >= 2 and "partials every 0.6 s" in states[0] and "ASR without lips" in states[1]
     lipless = next(i for i, e in enumerate(events) if "ASR without lips" in e.message)
-    after = [e for e in events[lipless:] if e.type != "state"]
-    assert after and after[0].task == "asr"  # the next result, at least, was decoded without lips
+    after = next(i for i, e in enumerate(events[lipless:], lipless) if e.type != "state")
+    # the next result was decoded without lips, unless decoding caught up (lips back) before it: on a loaded
+    # machine the last final can come after a "caught-up" (seen once in a full suite run)
+    caught_up = any(e.state == "caught-up" for e in events[lipless:after])
+    assert events[after].task == "asr" or (caught_up and events[after].task == "avsr")
     assert_nothing_lost(summary, len(media.read_audio(path)))
     assert summary.behind >= 1
 
