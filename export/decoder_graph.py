@@ -59,7 +59,7 @@ class ExportableDecoder(nn.Module):
         """All decoder layers; `update(past, new)` returns the cache a layer attends over."""
         b, length, _ = x.shape
         rep, scale = self.heads // self.kv_heads, self.head_dim ** -0.5
-        bias = torch.where(mask, 0.0, float("-inf"))  # [rows, keys]: what a row may not see adds -inf
+        bias = torch.where(mask, 0.0, float("-inf")).to(x.dtype)  # [rows, keys]: what a row may not see adds -inf
         keys, values = [], []
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn

@@ -23,9 +23,10 @@ BLOCK_SIZE = {8: 32, 4: 128}
 GROUP_SIZES = (128, 64, 32, 16, 8)  # NNCF's int4 groups must divide a layer's input channels: the largest that does
 
 
-def compress_onnx(path: Path, bits: int) -> None:
-    """Replace every MatMul with a constant weight by MatMulNBits (`bits` 8 or 4, symmetric,
-    blocks of `BLOCK_SIZE[bits]` input channels, accuracy level per `ACCURACY_LEVEL`), in place."""
+def compress_onnx(path: Path, bits: int, block_size: int | None = None, accuracy_level: int | None = None) -> None:
+    """Replace every MatMul with a constant weight by MatMulNBits (`bits` 8 or 4, symmetric, blocks of
+    `block_size` input channels, default `BLOCK_SIZE[bits]`; accuracy level default `ACCURACY_LEVEL[bits]`),
+    in place."""
     import logging
 
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
@@ -34,8 +35,8 @@ def compress_onnx(path: Path, bits: int) -> None:
     before = onnx.load(str(path), load_external_data=False)
     old_data = {e.value for t in before.graph.initializer for e in t.external_data if e.key == "location"}
     model = onnx.load(str(path))
-    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=BLOCK_SIZE[bits], is_symmetric=True,
-                                     accuracy_level=ACCURACY_LEVEL[bits])
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size or BLOCK_SIZE[bits], is_symmetric=True,
+                                     accuracy_level=ACCURACY_LEVEL[bits] if accuracy_level is None else accuracy_level)
     quantizer.process()
     for name in old_data:  # the fp32 weights file is replaced, not left behind
         (path.parent / name).unlink(missing_ok=True)

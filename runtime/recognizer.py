@@ -152,7 +152,8 @@ class Recognizer:
         # OpenVINO's bf16 kernels multiply one row by compressed weights slower than its f32 ones (paper-scale
         # int8 decoder, one step past 200 tokens: 116 vs 102 ms; 109 vs 86 with int8 activations), while a
         # prefill's hundreds of rows gain (150 rows: 527 vs 1161 ms): decode steps stay in f32
-        open_step = partial(open_graph, precision="f32") if backend == "openvino" and precision != "f32" else None
+        reduced = backend == "openvino" and device == "CPU" and precision != "f32"
+        open_step = partial(open_graph, precision="f32") if reduced else None
         if wrap_session is not None:
             openers = open_graph, open_step
             open_graph = lambda file: wrap_session(openers[0](file))  # noqa: E731
@@ -247,8 +248,8 @@ class Recognizer:
 
     def _step_session(self) -> GraphSession | None:
         """The decoder compiled for one-token steps, where that differs from the prefill's (`from_bundle`)."""
-        if self._open_step is None:
-            return None
+        if self._open_step is None or getattr(self.session("decoder"), "precision", None) == "f32":
+            return None  # (a CPU without bf16 / f16 units: OpenVINO compiled the prefill's decoder in f32 already)
         key = ("decoder", "step")
         if key not in self._sessions:
             self._sessions[key] = self._open_step(self.bundle.file(self.bundle.stages["decoder"].graph(None).file))

@@ -1,9 +1,11 @@
 """One small interface over ONNX Runtime and OpenVINO graph sessions.
 
-`exact=True` (the default) keeps float32 arithmetic everywhere: both backends otherwise quantize
-activations to int8 on the fly next to int4/int8 weights (ONNX Runtime's DQ+MatMul -> MatMulNBits
-fusion at accuracy level 4, OpenVINO's dynamic quantization) and this CPU would pick bf16 in
-OpenVINO. Faster, inexact settings are an explicit, measured choice.
+`exact=True` (the default) keeps the engines from quantizing activations on their own: both would
+otherwise quantize them to int8 on the fly next to int4/int8 weights (ONNX Runtime's DQ+MatMul ->
+MatMulNBits fusion at accuracy level 4, OpenVINO's dynamic quantization), and this CPU would pick bf16 in
+OpenVINO. What the export wrote stays: ONNX bundles' MatMulNBits weights carry accuracy level 4 (int8
+activations in ONNX Runtime; export/weight_compression.py). Faster, inexact settings are an explicit,
+measured choice.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ class OpenVinoSession(GraphSession):
         if cache := openvino_cache_dir(config):  # keyed by the graph's content (a model object, not a path)
             core.set_property({"CACHE_DIR": str(cache)})
         self._model = core.compile_model(core.read_model(str(path)), device, config)
+        self.precision = self._model.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # what it chose
         self.input_names = [i.get_any_name() for i in self._model.inputs]
         self.output_names = [o.get_any_name() for o in self._model.outputs]
         self._request = self._model.create_infer_request()

@@ -119,8 +119,7 @@ def stack(args: argparse.Namespace) -> None:
         for bits, block, level in ((8, 32, 4), (8, 128, 4), (4, 32, 4), (4, 128, 4), (4, 128, 0)):
             path = work / f"nbits{bits}-{block}-{level}.onnx"
             shutil.copy(work / "fp32.onnx", path)
-            weight_compression.BLOCK_SIZE[bits], weight_compression.ACCURACY_LEVEL[bits] = block, level  # here only
-            weight_compression.compress_onnx(path, bits)
+            weight_compression.compress_onnx(path, bits, block, level)
             models[f"MatMulNBits {bits}-bit, block {block}, level {level}"] = (ov.convert_model(str(path)),
                                                                              bits + 32 / block, path)
         logging.getLogger("nncf").setLevel(logging.ERROR)

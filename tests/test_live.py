@@ -99,7 +99,8 @@ def test_a_slow_machine_says_so_and_degrades_in_order(rec, tmp_path):
     states = [e.message for e in events if e.state == "behind"]
     assert len(states) >= 2 and "partials every 0.6 s" in states[0] and "ASR without lips" in states[1]
     lipless = next(i for i, e in enumerate(events) if "ASR without lips" in e.message)
-    after = next(i for i, e in enumerate(events[lipless:], lipless) if e.type != "state")
+    after = next((i for i, e in enumerate(events[lipless:], lipless) if e.type != "state"), None)
+    assert after is not None, "no result after the switch to ASR"
     # the next result was decoded without lips, unless decoding caught up (lips back) before it: on a loaded
     # machine the last final can come after a "caught-up" (seen once in a full suite run)
     caught_up = any(e.state == "caught-up" for e in events[lipless:after])

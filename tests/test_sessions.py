@@ -113,3 +113,35 @@ def test_int8_activations_flag_reaches_the_engine_and_the_batch_stamp(tmp_path, 
     assert Recognition(None, "d").settings() == {k: v for k, v in Recognition(None, "d", exact=False).settings().items()
                                                  if k != "int8_activations"}
     assert Recognition(None, "d", exact=False).settings()["int8_activations"] is True
+
+
+def test_decode_steps_run_on_the_step_session_and_the_prefill_on_its_own():
+    """`GraphStepper`: the prefill calls the prefill's session, every step the step session, with the cache
+    the previous call returned."""
+    from smop_edge.runtime.recognizer import GraphStepper
+
+    class Recording:
+        def __init__(self):
+            self.pasts = []
+
+        def run(self, feeds):
+            self.pasts.append(feeds["past_keys"].shape[3])
+            n = feeds["past_keys"].shape[3] + feeds["inputs_embeds"].shape[1]
+            kv = np.zeros((1, 1, 1, n, 2), np.float32)
+            return {"logits": np.zeros((1, 5), np.float32), "present_keys": kv, "present_values": kv}
+
+    prefill, steps = Recording(), Recording()
+    stepper = GraphStepper(prefill, np.zeros((5, 3), np.float32), np.zeros((1, 4, 3), np.float32), 1, 1, 2,
+                           step_session=steps)
+    stepper.prefill()
+    stepper.step(np.array([1]))
+    stepper.step(np.array([2]))
+    assert prefill.pasts == [0] and steps.pasts == [4, 5]
+
+
+def test_onnx_runtime_refuses_another_device():
+    from smop_edge.runtime.errors import UsageError
+    from smop_edge.runtime.sessions import open_session
+
+    with pytest.raises(UsageError, match="runs on the CPU"):
+        open_session(DEMO_BUNDLE / "projector.onnx", "onnxruntime", device="GPU")

@@ -24,8 +24,9 @@ def add_backend_flags(p: argparse.ArgumentParser, backends: list[str]) -> None:
     p.add_argument("--device", default="CPU", help="OpenVINO device: CPU, NPU, GPU, AUTO")
     p.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32", help="OpenVINO inference precision")
     p.add_argument("--int8-activations", action="store_true",
-                   help="quantize activations to int8 beside int8/int4 weights (OpenVINO's dynamic quantization, "
-                        "ONNX Runtime's int8 kernels): faster decode steps, inexact")
+                   help="let OpenVINO quantize activations to int8 beside int8/int4 weights (dynamic quantization): "
+                        "faster decode steps, inexact (ONNX Runtime computes an ONNX bundle's int8/int4 LLM in int8 "
+                        "anyway)")
     p.add_argument("--threads", type=int, help="CPU threads")
 
 
