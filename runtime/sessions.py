@@ -148,7 +148,10 @@ class OpenVinoSession(GraphSession):
         if cache := openvino_cache_dir(config):  # keyed by the graph's content (a model object, not a path)
             core.set_property({"CACHE_DIR": str(cache)})
         self._model = core.compile_model(core.read_model(str(path)), device, config)
-        self.precision = self._model.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # what it chose
+        try:  # what it chose (f32 for a bf16 request on a CPU without bf16 units); not every device says
+            self.precision: str | None = self._model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        except Exception:  # noqa: BLE001 - a device plugin without the property
+            self.precision = None
         self.input_names = [i.get_any_name() for i in self._model.inputs]
         self.output_names = [o.get_any_name() for o in self._model.outputs]
         self._request = self._model.create_infer_request()
