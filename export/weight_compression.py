@@ -12,13 +12,13 @@ LARGE_MODEL_BYTES = 1_800_000_000
 
 # MatMulNBits' accuracy level per weight width: both compute in int8 (level 4). ONNX Runtime's fp32-compute
 # path dequantizes 8-bit weights per call (1.32, 2 threads, 1 x 2048 x 8192: fp32 MatMul 2.9 ms, 8-bit level
-# 0 68 ms, level 4 0.78 ms), and for 4-bit weights in blocks of 128 it is 2.5x slower (1.32, 4 Llama-1B-shaped
-# layers at one row: level 0 13.3 ms, level 4 5.3 ms; docs/benchmarks.md)
+# 0 68 ms, level 4 0.78 ms), and for 4-bit weights in blocks of 128 it is 2.3x slower (4 Llama-1B-shaped
+# layers at one row: level 0 13.8 ms, level 4 5.9 ms; `python scripts/decode_kernels.py stack`)
 ACCURACY_LEVEL = {8: 4, 4: 4}
-# Input channels per scale, per weight width. 4-bit weights in blocks of 128, not 32: a one-row product
-# (a decode step) over Llama-3.2-1B-shaped layers in OpenVINO took 8.7 ms instead of 13.0 (dynamic
-# quantization: 6.1 vs 9.6; ONNX Runtime level 0: 13.6 vs 14.0), 4 layers, 2 threads, docs/benchmarks.md;
-# 128 is also NNCF's and most int4 LLM recipes' default. 8-bit weights gain nothing from larger blocks there.
+# Input channels per scale, per weight width. 4-bit weights in blocks of 128, not 32: the same one-row stack
+# took 7.2 ms instead of 11.7 in OpenVINO (dynamic quantization: 4.7 vs 9.4; ONNX Runtime 5.9 vs 8.0); 128 is
+# also NNCF's and most int4 LLM recipes' default. 8-bit weights stay at 32: OpenVINO's exact kernel is slower
+# at 128 (21.5 vs 15.1 ms). docs/benchmarks.md
 BLOCK_SIZE = {8: 32, 4: 128}
 GROUP_SIZES = (128, 64, 32, 16, 8)  # NNCF's int4 groups must divide a layer's input channels: the largest that does
 

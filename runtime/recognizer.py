@@ -150,14 +150,13 @@ class Recognizer:
         open_graph = partial(open_session, backend=backend, device=device, threads=threads, precision=precision,
                              exact=exact)
         # OpenVINO's bf16 kernels multiply one row by compressed weights slower than its f32 ones (paper-scale
-        # int8 decoder, one step past 200 tokens: 116 vs 102 ms; 109 vs 86 with int8 activations), while a
-        # prefill's hundreds of rows gain (150 rows: 527 vs 1161 ms): decode steps stay in f32
+        # int8 decoder, one step past 200 tokens: 104 vs 95 ms), while a prefill's hundreds of rows gain (150
+        # rows: 468 vs 1086 ms; docs/benchmarks.md): decode steps stay in f32
         reduced = backend == "openvino" and device == "CPU" and precision != "f32"
         open_step = partial(open_graph, precision="f32") if reduced else None
         if wrap_session is not None:
-            openers = open_graph, open_step
-            open_graph = lambda file: wrap_session(openers[0](file))  # noqa: E731
-            open_step = open_step and (lambda file: wrap_session(openers[1](file)))  # noqa: E731
+            wrapped = lambda opener: lambda file: wrap_session(opener(file))  # noqa: E731
+            open_graph, open_step = wrapped(open_graph), open_step and wrapped(open_step)
         try:  # within a bundle whose digests check out, a file or field that does not fit is the bundle's fault
             embeddings = np.load(bundle.file(bundle.manifest.embeddings.file), mmap_mode="r")
             if list(embeddings.shape) != bundle.manifest.embeddings.shape:  # which Manifest.check held to the model
