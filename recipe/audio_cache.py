@@ -1,8 +1,9 @@
 """Frozen audio-encoder outputs, computed once per utterance: with the pretrained Whisper encoder frozen
 (the demo v2 models, as the paper), every step would otherwise recompute the same forward (0.16 s a clip
 in faithful mode on 2 cores: 30 s of padded input). Each utterance is encoded clean and `variants` times
-with a noise draw (`Augment.audio` at its full noise probability); training reads the compressed tokens
-from memory. The cache is written beside the training manifest (one file per audio mode), keyed by each
+with a noise draw (`Augment.audio` at its full noise probability); training reads them from memory and
+compresses them as the model's configuration says (the cache holds the encoder's frames, so that models
+that compress differently share it). The cache is written beside the training manifest (one file per audio mode), keyed by each
 utterance's samples, so that a resumed run and the next stage (`--init`) recompute nothing."""
 
 from __future__ import annotations
@@ -18,16 +19,19 @@ import torch
 from smop_edge.models.compression import compress
 from smop_edge.models.llama_smop import LlamaSMoP
 from smop_edge.runtime import features
+from smop_edge.runtime.config import CompressionConfig
 
 from .train_data import Augment, Example
 
 
 @dataclass
 class AudioTokenCache:
-    """Compressed audio tokens [n, D] (float16) of each example, in order: `clean[i]` and `noisy[i][variant]`."""
+    """Audio-encoder frames [n, d] (float16) of each example, in order: `clean[i]` and `noisy[i][variant]`;
+    read out as tokens compressed by `compression`."""
 
     clean: list[torch.Tensor]
     noisy: list[list[torch.Tensor]]
+    compression: CompressionConfig
 
     def draw(self, indices: list[int], p_noise: float, rng: np.random.Generator) -> list[torch.Tensor]:
         """Tokens of `indices`, each a random noisy variant with probability `p_noise`, else clean."""
@@ -35,10 +39,13 @@ class AudioTokenCache:
         for i in indices:
             noisy = self.noisy[i] and rng.random() < p_noise
             out.append(self.noisy[i][int(rng.integers(len(self.noisy[i])))] if noisy else self.clean[i])
-        return [t.float() for t in out]
+        return [self._tokens(t) for t in out]
 
     def clean_tokens(self, indices: list[int]) -> list[torch.Tensor]:
-        return [self.clean[i].float() for i in indices]
+        return [self._tokens(self.clean[i]) for i in indices]
+
+    def _tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        return compress(frames.float()[None], self.compression)[0]
 
 
 def audio_key(audio: np.ndarray) -> str:
@@ -49,10 +56,9 @@ def audio_key(audio: np.ndarray) -> str:
 
 @torch.inference_mode()
 def encode(model: LlamaSMoP, audio: np.ndarray, faithful: bool) -> torch.Tensor:
-    """One waveform -> its compressed audio-encoder tokens [n, D] as the runtime's audio mode computes them."""
+    """One waveform -> its audio-encoder frames [n, d] (float16) as the runtime's audio mode computes them."""
     mel, keep = features.audio_encoder_input(audio, model.cfg.audio_encoder.mel_bins, faithful)
-    hidden = model.encode_audio(torch.from_numpy(mel)[None], keep, faithful)
-    return compress(hidden, model.cfg.audio_compression)[0].to(torch.float16)
+    return model.encode_audio(torch.from_numpy(mel)[None], keep, faithful)[0].to(torch.float16)
 
 
 def path_for(manifest: str | Path, faithful: bool) -> Path:
@@ -66,7 +72,7 @@ def load_or_build(path: Path, model: LlamaSMoP, examples: list[Example], faithfu
     """The tokens of `examples`: read from the cache at `path` (written for the same settings), the missing
     ones encoded clean and `variants` times with noise (`augment` at full noise probability, each draw
     seeded by `seed` and the utterance) and added to it, saved every `save_every` utterances."""
-    settings = {"faithful": faithful, "variants": variants, "seed": seed}
+    settings = {"faithful": faithful, "variants": variants, "seed": seed, "stored": "frames"}
     store = torch.load(path, weights_only=True) if path.exists() else {}
     entries = store["entries"] if store.get("settings") == settings else {}
     keys = [audio_key(e.audio) for e in examples]
@@ -82,4 +88,4 @@ def load_or_build(path: Path, model: LlamaSMoP, examples: list[Example], faithfu
             tmp = path.with_suffix(".tmp")
             torch.save({"settings": settings, "entries": entries}, tmp)
             tmp.replace(path)
-    return AudioTokenCache([entries[k][0] for k in keys], [entries[k][1:] for k in keys])
+    return AudioTokenCache([entries[k][0] for k in keys], [entries[k][1:] for k in keys], model.cfg.audio_compression)

@@ -113,3 +113,21 @@ def test_token_masks_blank_stretches_and_bands_with_the_mean():
         assert torch.equal(y[~changed], x[~changed])
         masked += int(rows.any()) + int(cols.any())
     assert masked >= 20
+
+
+def test_the_cache_holds_frames_and_serves_each_model_its_compression():
+    """Averaged and stacked tokens come from the same cached frames (models that compress differently share it)."""
+    import numpy as np
+
+    from smop_edge.models.compression import compress
+    from smop_edge.runtime.config import CompressionConfig
+
+    frames = torch.randn(10, 6).half()
+    noisy = frames + 1
+    for cfg, shape in ((CompressionConfig("avg-pool", 4), (2, 6)), (CompressionConfig("stack", 4), (2, 24))):
+        cache = audio_cache.AudioTokenCache([frames], [[noisy]], cfg)
+        clean = cache.clean_tokens([0])[0]
+        assert clean.shape == shape and clean.dtype == torch.float32
+        assert torch.equal(clean, compress(frames.float()[None], cfg)[0])
+        drawn = cache.draw([0], 1.0, np.random.default_rng(0))[0]
+        assert torch.equal(drawn, compress(noisy.float()[None], cfg)[0])
