@@ -117,9 +117,6 @@ ZOO: dict[str, ModelConfig] = {c.name: c for c in [
     _model("demo-v2-smollm", ["asr", "vsr", "avsr"], WHISPER_TINY, DEMO_VIDEO, _smop("DEDR", 1024), SMOLLM2_135M,
            tokens=SMOLLM2_TOKENS),
     _model("demo-v2-small", ["asr", "vsr", "avsr"], WHISPER_TINY, DEMO_VIDEO, _smop("DEDR", 256), DEMO_LLM),
-    # the same with Whisper's frames stacked 4 to a token instead of averaged (the projector sees every frame)
-    _model("demo-v2-stack", ["asr", "vsr", "avsr"], WHISPER_TINY, DEMO_VIDEO, _smop("DEDR", 256), DEMO_LLM,
-           CompressionConfig("stack", 4)),
     # Tiny configurations for tests (same architecture, toy widths).
     _model("tiny-jejr", ["avsr"], TINY_AUDIO, TINY_VIDEO, _smop("JEJR", 96), TINY_LLM),
     _model("tiny-jedr", ["avsr"], TINY_AUDIO, TINY_VIDEO, _smop("JEDR", 96), TINY_LLM),

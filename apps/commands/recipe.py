@@ -55,8 +55,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                    "saves its state every 100 steps and the same command resumes it.")
     p.add_argument("manifest", help="training manifest.jsonl")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pth, tokenizer.json, train_log.jsonl")
-    p.add_argument("--model", choices=["demo-dedr", "demo-mlp", "demo-v2-small", "demo-v2-stack",
-                                          "demo-v2-smollm"],
+    p.add_argument("--model", choices=["demo-dedr", "demo-mlp", "demo-v2-small", "demo-v2-smollm"],
                    default="demo-dedr", help="demo-v2-*: a frozen Whisper tiny.en encoder (and SmolLM2-135M "
                    "with LoRA), read from their registry wheels")
     # unset options take TrainOptions' defaults (the recipe's: 14000 steps, 11000 of them ASR-only)
