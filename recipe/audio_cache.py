@@ -1,9 +1,9 @@
 """Frozen audio-encoder outputs, computed once per utterance: with the pretrained Whisper encoder frozen
 (the demo v2 models, as the paper), every step would otherwise recompute the same forward (0.16 s a clip
 in faithful mode on 2 cores: 30 s of padded input). Each utterance is encoded clean and `variants` times
-with a noise draw (`Augment.audio` at its full noise probability); training reads them from memory and
-compresses them as the model's configuration says (the cache holds the encoder's frames, so that models
-that compress differently share it). The cache is written beside the training manifest (one file per audio mode), keyed by each
+with a noise draw (`Augment.audio` at its full noise probability). The cache holds the encoder's frames,
+which training reads from memory and compresses as the model's configuration says (models that compress
+differently share it). It is written beside the training manifest (one file per audio mode), keyed by each
 utterance's samples, so that a resumed run and the next stage (`--init`) recompute nothing."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def path_for(manifest: str | Path, faithful: bool) -> Path:
 def load_or_build(path: Path, model: LlamaSMoP, examples: list[Example], faithful: bool, variants: int,
                   augment: Augment, seed: int, progress: Callable[[int, int], None] | None = None,
                   save_every: int = 500) -> AudioTokenCache:
-    """The tokens of `examples`: read from the cache at `path` (written for the same settings), the missing
+    """The frames of `examples`: read from the cache at `path` (written for the same settings), the missing
     ones encoded clean and `variants` times with noise (`augment` at full noise probability, each draw
     seeded by `seed` and the utterance) and added to it, saved every `save_every` utterances."""
     settings = {"faithful": faithful, "variants": variants, "seed": seed, "stored": "frames"}
