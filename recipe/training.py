@@ -83,6 +83,8 @@ class TrainOptions:
     noise_variants: int = 2  # with a frozen audio encoder: noisy encodings cached per utterance
     composed_pool: int = 600  # with a frozen audio encoder and a word bank: composed utterances cached
     token_masks: bool = False  # with a frozen audio encoder: SpecAugment-like masks on its cached tokens
+    freeze: tuple[str, ...] = ()  # parts held as `init` left them (e.g. audio_proj and llm: the ASR path of
+    #                               an ASR stage, so a mixed stage trains only what reads the lips)
 
     def __post_init__(self) -> None:
         unknown = set(self.task_mix) - set(TASKS)
@@ -303,6 +305,7 @@ def train(manifest: str, out: str | Path, opts: TrainOptions, dev_manifest: str 
             _load_weights(model, Path(opts.init_lips), prefix="video_encoder.")
             log(f"the lip encoder from {opts.init_lips}")
     freeze_pretrained(model, pretrained)
+    freeze_parts(model, opts.freeze)
     frozen_audio = AUDIO_ENCODER in pretrained
     if opts.audio_mode == "faithful" and not frozen_audio:
         raise UsageError("--audio-mode faithful trains on cached outputs of a frozen pretrained audio encoder "
@@ -452,6 +455,15 @@ def _load_weights(model: LlamaSMoP, checkpoint: Path, prefix: str = "") -> None:
     except RuntimeError as e:
         what = f"{prefix}* do not fit" if prefix else "is not"
         raise CheckpointError(f"{checkpoint} {what} a {model.cfg.name} model: {str(e).splitlines()[0]}") from e
+
+
+def freeze_parts(model: LlamaSMoP, parts: tuple[str, ...]) -> None:
+    """Hold the model's top-level `parts` (audio_encoder, video_encoder, audio_proj, video_proj, llm) fixed."""
+    names = [name for name, _ in model.named_children()]
+    for part in parts:
+        if part not in names:
+            raise UsageError(f"freeze: {model.cfg.name} has the parts {', '.join(names)}, not {part!r}")
+        getattr(model, part).requires_grad_(False)
 
 
 def snapshot_name(step: int) -> str:

@@ -131,6 +131,28 @@ def test_lips_from_another_checkpoint(trained, tiny_corpus, tmp_path, make_check
               workers=1, log=lambda _: None)
 
 
+def test_frozen_parts_end_as_they_started(trained, tiny_corpus, tmp_path):
+    """`freeze`: a mixed stage with the ASR path (audio projector, LLM) frozen changes only what reads the
+    lips; a part the model lacks is refused."""
+    import torch
+
+    from smop_edge.runtime.errors import UsageError
+
+    _, final, _, _ = trained
+    opts = replace(TrainOptions(model="tiny-dedr", steps=3, batch_size=2, lr=3e-3, warmup=1, log_every=1,
+                                eval_every=100, asr_first=0, task_mix={"avsr": 1.0, "vsr": 1.0}).fine_tuning(
+                                    str(final)), freeze=("audio_proj", "llm"))
+    manifest = str(tiny_corpus / "train" / "manifest.jsonl")
+    train(manifest, tmp_path / "lips", opts, workers=1, log=lambda _: None)
+    start, end = torch.load(final), torch.load(tmp_path / "lips" / "checkpoint.pth")
+    held = [k for k in start if k.startswith(("audio_proj.", "llm."))]
+    assert held and all(torch.equal(start[k], end[k]) for k in held)
+    for part in ("video_encoder.", "video_proj."):
+        assert any(not torch.equal(start[k], end[k]) for k in start if k.startswith(part))
+    with pytest.raises(UsageError, match="not 'decoder'"):
+        train(manifest, tmp_path / "bad", replace(opts, freeze=("decoder",)), workers=1, log=lambda _: None)
+
+
 def test_task_mix_decides_what_follows_the_asr_only_steps(trained, tiny_corpus, tmp_path):
     """`task_mix`: after the ASR-only steps only the tasks with a share are drawn and read on the dev set;
     a mix without video crops no mouths; unknown tasks and unusable shares are refused."""

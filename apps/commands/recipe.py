@@ -77,6 +77,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "curriculum, noise from the first step")
     p.add_argument("--init-lips", metavar="CHECKPOINT", help="start the lip encoder from this checkpoint's (the "
                    "same encoder configuration; e.g. the small v2 model's for demo-v2-smollm)")
+    p.add_argument("--freeze", nargs="+", metavar="PART", help="hold these parts as --init left them (e.g. "
+                   "audio_proj llm: the ASR path, so that a mixed stage trains only what reads the lips)")
     p.add_argument("--ctc-weight", type=float, help="weight of an auxiliary CTC loss on the encoders' tokens "
                    "(training-only heads; default 0: off)")
     p.add_argument("--token-masks", action="store_true", help="with a frozen audio encoder: time and channel "
@@ -104,6 +106,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.task_mix:
         given["task_mix"] = _task_mix(args.task_mix)
     opts = TrainOptions(model=args.model, snapshots=tuple(args.snapshot_at or ()), init_lips=args.init_lips,
+                        freeze=tuple(args.freeze or ()),
                         token_masks=args.token_masks, **{k: v for k, v in given.items() if v is not None})
     if args.init:
         opts = opts.fine_tuning(args.init)
