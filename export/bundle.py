@@ -182,8 +182,18 @@ def export_bundle(model, tokenizer, out: Path, options: ExportOptions, source: d
                           + "; ".join(failures))
     log(f"done in {time.perf_counter() - started:.1f} s: {out} (self-test tokens "
         f"{'equal' if e2e['tokens_equal'] else 'DIFFER'}, agreement {e2e['token_agreement']:.2f}"
+        f"{_flip_note(e2e) if not e2e['tokens_equal'] else ''}"
         f"{'' if not failures else ', DRIFT kept: ' + '; '.join(failures)}); manifest sha256 {digest}")
     return manifest
+
+
+def _flip_note(e2e: dict) -> str:
+    """Where differing self-test tokens part from torch's, at what margin, and how (see parity.judge)."""
+    d = e2e.get("first_difference")
+    if not d:
+        return ""
+    took = "its runner-up" if d["bundle_took_runner_up"] else "another token"
+    return f", from step {d['step']}: torch's top-2 margin {d['reference_margin']:.3f}, the bundle took {took}"
 
 
 def write_manifest(out: Path, manifest: Manifest) -> str:

@@ -2,7 +2,8 @@
 
 Per graph: max abs error on the same inputs. Projector: routing agreement, judged with the routing
 margin (tokens whose k-th and (k+1)-th router probabilities lie within 1e-3 may flip; all others
-must route identically). End to end: greedy tokens of the bundle vs the reference.
+must route identically). End to end: greedy tokens of the bundle vs the reference; with quantized weights
+the first token they differ in may be a near-tie flip (the reference's runner-up, within the logit error).
 """
 
 from __future__ import annotations
@@ -54,10 +55,19 @@ def judge(figures: dict[str, Any], experts: str, llm: str, encoders: str) -> lis
     need = MIN_TOKEN_AGREEMENT[lowest]
     if need == 1.0 and e2e["reference_min_top2_margin"] <= TOKEN_MARGIN:
         need = MIN_TOKEN_AGREEMENT["int8"]  # a near-tie in the reference may flip even in fp32
-    if e2e["token_agreement"] < need:
+    if e2e["token_agreement"] < need and not _flip_within_error(e2e.get("first_difference"), figures, need):
         failures.append(f"end to end: greedy tokens agree with torch {e2e['token_agreement']:.2f} < {need:.2f} "
                         f"({lowest} weights)")
     return failures
+
+
+def _flip_within_error(difference: dict[str, Any] | None, figures: dict[str, Any], need: float) -> bool:
+    """Whether quantized graphs (`need` < 1) left torch's tokens only where they may: by taking the
+    reference's runner-up at a step whose top-2 margin lies within twice the decoder's measured logit
+    error (two logits each off by that much can swap). The tokens after such a flip are not comparable."""
+    if need >= 1.0 or not difference or not difference["bundle_took_runner_up"]:
+        return False
+    return difference["reference_margin"] <= 2 * figures["decoder"]["max_abs_error"]
 
 
 def routing_agreement(ref_probs: np.ndarray, probs: np.ndarray, top_k: int, margin: float = ROUTING_MARGIN
@@ -111,19 +121,36 @@ def measure(ref: ReferenceRecognizer, rec: Recognizer, audio: np.ndarray | None,
     out["end_to_end"] = {"reference_tokens": want, "bundle_tokens": got.tokens,
                          "tokens_equal": want == got.tokens, "token_agreement": same / n,
                          "reference_min_top2_margin": min(ref_steps.margins),
+                         "first_difference": _first_difference(want, got.tokens, ref_steps, ref.ids.eos),
                          "reference_text": ref.tokenizer.decode(want), "bundle_text": got.text}
     return out
+
+
+def _first_difference(want: list[int], got: list[int], ref_steps: "MarginRecorder", eos: int
+                      ) -> dict[str, Any] | None:
+    """Where the bundle's greedy tokens first leave the reference's (None: they never do): the step, the
+    reference's top-2 margin there, and whether the bundle took the reference's runner-up (a near-tie flip)."""
+    def ended(tokens: list[int], i: int) -> int:  # a finished sequence says EOS
+        return tokens[i] if i < len(tokens) else eos
+
+    step = next((i for i in range(max(len(want), len(got))) if ended(want, i) != ended(got, i)), None)
+    if step is None or step >= len(ref_steps.margins):
+        return None
+    return {"step": step, "reference_margin": ref_steps.margins[step],
+            "bundle_took_runner_up": ended(got, step) == ref_steps.runners_up[step]}
 
 
 class MarginRecorder:
     """Wraps a Stepper and records the top-2 logit margin of every step (near-ties can flip)."""
 
     def __init__(self, stepper) -> None:
-        self.inner, self.margins = stepper, []
+        self.inner, self.margins, self.runners_up = stepper, [], []
 
     def _note(self, logits: np.ndarray) -> np.ndarray:
-        top2 = np.sort(np.asarray(logits, np.float64), axis=-1)[..., -2:]
+        values = np.asarray(logits, np.float64)
+        top2 = np.sort(values, axis=-1)[..., -2:]
         self.margins.append(float(np.min(top2[..., 1] - top2[..., 0])))
+        self.runners_up.append(int(np.argsort(values.reshape(-1, values.shape[-1])[0])[-2]))  # the first row's
         return logits
 
     def prefill(self) -> np.ndarray:
