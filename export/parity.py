@@ -148,9 +148,10 @@ class MarginRecorder:
 
     def _note(self, logits: np.ndarray) -> np.ndarray:
         values = np.asarray(logits, np.float64)
-        top2 = np.sort(values, axis=-1)[..., -2:]
+        order = np.argsort(values, axis=-1)[..., -2:]  # runner-up, best
+        top2 = np.take_along_axis(values, order, axis=-1)
         self.margins.append(float(np.min(top2[..., 1] - top2[..., 0])))
-        self.runners_up.append(int(np.argsort(values.reshape(-1, values.shape[-1])[0])[-2]))  # the first row's
+        self.runners_up.append(int(order.reshape(-1, 2)[0, 0]))  # the first row's
         return logits
 
     def prefill(self) -> np.ndarray:
