@@ -6,8 +6,10 @@ noise) around the mouth renderer of `recipe.talking_face`.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -54,16 +56,18 @@ class FaceIdentity:
                    tuple(round(float(g), 2) for g in rng.uniform(0.8, 1.15, 3)))
 
 
+SPLIT_SEEDS = {"train": 1000, "test": 2000, "sealed": 3000}
+
+
 def identities(split: str, n: int = 6) -> list[FaceIdentity]:
     """`n` identities per photo for `split` (train / test / sealed); the splits draw from different seeds,
     so their faces differ in mirroring, shape and tone (they share the two photos: see docs/demo-model.md)."""
-    rng = np.random.default_rng({"train": 1000, "test": 2000, "sealed": 3000}[split])
+    rng = np.random.default_rng(SPLIT_SEEDS[split])
     return [FaceIdentity.sample(rng, photo) for _ in range(n) for photo in PHOTOS]
 
 
-@functools.lru_cache(maxsize=32)
-def face(identity: FaceIdentity) -> tuple[np.ndarray, FaceRig]:
-    """The identity's photo and its rig (found once by Face Mesh)."""
+def identity_photo(identity: FaceIdentity) -> np.ndarray:
+    """The identity's photo: mirrored, resized by its stretch, re-toned."""
     import cv2
 
     photo = PHOTOS[identity.photo]()
@@ -72,8 +76,33 @@ def face(identity: FaceIdentity) -> tuple[np.ndarray, FaceRig]:
     h, w = photo.shape[:2]
     photo = cv2.resize(np.ascontiguousarray(photo), (round(w * identity.stretch_x), round(h * identity.stretch_y)),
                        interpolation=cv2.INTER_AREA)
-    photo = np.clip(photo * np.asarray(identity.tone, np.float32), 0, 255).astype(np.uint8)
-    return photo, FaceRig.from_photo(photo)
+    return np.clip(photo * np.asarray(identity.tone, np.float32), 0, 255).astype(np.uint8)
+
+
+# Every split's rigs, found once by the face mesh and frozen here, so that work on the lip cropper never moves
+# the corpus's video (it did once: docs/demo-model.md, "The corpus's video changed with the lip cropper").
+RIGS = Path(__file__).with_name("face_rigs.json")
+
+
+@functools.cache
+def frozen_rigs() -> dict[str, FaceRig]:
+    """Identity id -> its rig, as `RIGS` holds them."""
+    return {key: FaceRig.from_json(fields) for key, fields in json.loads(RIGS.read_text()).items()}
+
+
+def freeze_rigs() -> dict[str, dict[str, list]]:
+    """Every split's identities' rigs as the face mesh finds them now (what `RIGS` was written from)."""
+    return {i.id: FaceRig.from_photo(identity_photo(i)).to_json() for split in SPLIT_SEEDS for i in identities(split)}
+
+
+@functools.lru_cache(maxsize=32)
+def face(identity: FaceIdentity) -> tuple[np.ndarray, FaceRig]:
+    """The identity's photo and its frozen rig."""
+    rig = frozen_rigs().get(identity.id)
+    if rig is None:
+        raise KeyError(f"no frozen rig for face {identity.id}: rewrite {RIGS.name} with "
+                       "`python -m smop_edge.recipe.face_scene` (this changes the corpus's video)")
+    return identity_photo(identity), rig
 
 
 def _smooth_walk(rng: np.random.Generator, n: int, scale: float, seconds: float = 1.0) -> np.ndarray:
@@ -140,3 +169,9 @@ def render_clip(identity: FaceIdentity, track: np.ndarray, scene: Scene,
         if scene.noise:
             out += rng.normal(0, scene.noise, out.shape).astype(np.float32)
         yield np.clip(out, 0, 255).astype(np.uint8)
+
+
+if __name__ == "__main__":
+    rows = [f"{json.dumps(key)}: {json.dumps(fields)}" for key, fields in freeze_rigs().items()]
+    RIGS.write_text("{\n" + ",\n".join(rows) + "\n}\n")  # a face a line
+    print(f"wrote {RIGS}")

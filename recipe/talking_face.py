@@ -78,8 +78,17 @@ class FaceRig:
     def centre(self) -> np.ndarray:
         return (self.left + self.right + self.upper + self.lower) / 4
 
+    def to_json(self) -> dict[str, list]:
+        """The rig as plain lists (float32 values, which JSON writes and reads back exactly)."""
+        return {name: value.tolist() for name, value in vars(self).items() if value is not None}
+
+    @classmethod
+    def from_json(cls, fields: dict[str, list]) -> "FaceRig":
+        return cls(**{name: np.asarray(value, np.float32) for name, value in fields.items()})
+
     @classmethod
     def from_photo(cls, photo: np.ndarray) -> "FaceRig":
+        """The rig the lip cropper's face mesh finds in `photo`."""
         from smop_edge.runtime.lip_cropper import FaceMeshDetector
 
         detector = FaceMeshDetector(max_faces=1)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from smop_edge.apps.cli import main
 from smop_edge.recipe import corpus, face_scene
@@ -47,3 +48,27 @@ def test_synth_resumes_and_splits_are_disjoint(tiny_corpus, tmp_path):
     rows = [json.loads(line) for line in (out / corpus.MANIFEST).read_text().splitlines()]
     assert [r["id"] for r in rows] == [r["id"] for r in train[:2]]
     assert [r["text"] for r in rows] == [r["text"] for r in train[:2]]
+
+
+def test_faces_use_frozen_rigs_that_the_face_mesh_still_finds(monkeypatch):
+    """The corpus's video must not move with the lip cropper: every split's faces take their rigs from the
+    frozen table, which today's face mesh reproduces within a pixel or two (a larger drift says the mesh moved)."""
+    from smop_edge.recipe.talking_face import FaceRig
+
+    frozen = face_scene.frozen_rigs()
+    now = {key: FaceRig.from_json(fields) for key, fields in face_scene.freeze_rigs().items()}
+    assert set(now) == set(frozen) and len(frozen) == 6 * len(face_scene.PHOTOS) * len(corpus.SPLITS)
+    for key, rig in now.items():
+        for name, points in vars(rig).items():
+            assert np.abs(points - getattr(frozen[key], name)).max() < 2.0, (key, name)
+
+    def no_mesh(photo):
+        raise AssertionError("the corpus ran the face mesh")
+
+    monkeypatch.setattr(FaceRig, "from_photo", no_mesh)
+    face_scene.face.cache_clear()
+    identity = face_scene.identities("sealed")[0]
+    photo, rig = face_scene.face(identity)
+    assert photo.shape[:2] == face_scene.identity_photo(identity).shape[:2] and rig is frozen[identity.id]
+    with pytest.raises(KeyError, match="python -m smop_edge.recipe.face_scene"):
+        face_scene.face(face_scene.FaceIdentity("hopper", stretch_x=1.5))
