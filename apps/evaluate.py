@@ -48,6 +48,31 @@ class Row:
 
 
 @dataclass
+class Comparison:
+    """A condition's WER against an earlier report's on the utterances both scored: the difference in points
+    and its 95 % interval from a paired bootstrap over utterances, i.e. how far resampling the set alone would
+    move it (a difference whose interval holds 0 is within the set's noise)."""
+
+    against: str  # the earlier report's file
+    utterances: int
+    difference: float  # points: this report minus the earlier one
+    low: float
+    high: float
+
+    @classmethod
+    def paired(cls, against: str, errors: np.ndarray, earlier_errors: np.ndarray, words: np.ndarray,
+               resamples: int = 10_000, seed: int = 0) -> "Comparison":
+        """From per-utterance error counts of both reports and reference word counts, aligned by utterance."""
+        rng, n, diffs = np.random.default_rng(seed), len(words), []
+        for start in range(0, resamples, 1000):  # chunks bound the memory: [1000, n] indices at a time
+            k = rng.integers(n, size=(min(1000, resamples - start), n))
+            diffs.append((errors[k].sum(1) - earlier_errors[k].sum(1)) / np.maximum(words[k].sum(1), 1))
+        low, high = np.percentile(100 * np.concatenate(diffs), [2.5, 97.5])
+        difference = 100 * (errors.sum() - earlier_errors.sum()) / max(words.sum(), 1)
+        return cls(against, n, float(difference), float(low), float(high))
+
+
+@dataclass
 class Condition:
     """WER of the whole manifest under one noise condition (`snr` None: clean)."""
 
@@ -63,6 +88,7 @@ class Condition:
     speakers: dict[str, dict] = field(default_factory=dict)  # speaker -> the same tally
     speaker_wer: float | None = None  # mean WER of the speakers with MIN_SPEAKER_WORDS words or more
     speakers_in_mean: list[str] = field(default_factory=list)  # those speakers
+    against: Comparison | None = None  # with `eval --against`: this condition against the earlier report's
 
     def tally(self) -> None:
         """Corpus-level WER and error counts, overall, per voice and per speaker, and the per-speaker
@@ -170,6 +196,34 @@ def evaluate(rec, manifest: str, task: str, snrs: list[float | None], noise_kind
     return Report(manifest, bundle, task, noise_kind, conditions, options)
 
 
+def check_comparable(earlier: dict, task: str, noise_kind: str, snrs: list[float | None], path: str) -> None:
+    """Refuse an earlier report of another task or noise, or without one of `snrs` (before anything runs)."""
+    if (earlier.get("task"), earlier.get("noise")) != (task, noise_kind):
+        raise UsageError(f"{path} is a report of task {earlier.get('task')} in {earlier.get('noise')} noise, "
+                         f"not {task} in {noise_kind}")
+    missing = [snr for snr in snrs if snr not in {c.get("snr") for c in earlier["conditions"]}]
+    if missing:
+        raise UsageError(f"{path} has no {'clean' if missing[0] is None else f'{missing[0]:g} dB'} condition")
+
+
+def compare(report: Report, earlier: dict, path: str) -> None:
+    """Set each condition's `against` from the same condition (SNR) of `earlier`, an `eval --json` report of
+    the same task and noise, on the utterances both scored (the same id must have the same reference)."""
+    check_comparable(earlier, report.task, report.noise, [c.snr for c in report.conditions], path)
+    by_snr = {c["snr"]: {r["id"]: r for r in c["rows"]} for c in earlier["conditions"]}
+    for cond in report.conditions:
+        before = by_snr[cond.snr]
+        shared = [r for r in cond.rows if r.id in before]
+        if not shared:
+            raise UsageError(f"{path} scored none of these utterances")
+        for r in shared:
+            if before[r.id]["reference"] != r.reference:
+                raise UsageError(f"{path}: utterance {r.id} has another reference there ({before[r.id]['reference']!r})")
+        cond.against = Comparison.paired(path, np.array([r.errors for r in shared]),
+                                         np.array([before[r.id]["errors"] for r in shared]),
+                                         np.array([r.words for r in shared]))
+
+
 def render_text(report: Report) -> str:
     """The report as `smop-edge eval` prints it: a line per condition (WER, error kinds, utterances,
     misses of the face finder), then its per-voice and per-speaker tallies and the per-speaker mean."""
@@ -188,6 +242,10 @@ def render_text(report: Report) -> str:
             lines.append(f"  per speaker: WER {100 * cond.speaker_wer:.1f} % (the mean of the "
                          f"{len(cond.speakers_in_mean)} speakers with {MIN_SPEAKER_WORDS} words or more, "
                          "each weighing the same)")
+        if (c := cond.against) is not None:
+            verdict = "within" if c.low <= 0 <= c.high else "beyond"
+            lines.append(f"  against {c.against}: {c.difference:+.2f} points (95 % interval {c.low:+.2f} .. "
+                         f"{c.high:+.2f}, paired bootstrap over {c.utterances} utterances: {verdict} the set's noise)")
     return "\n".join(lines)
 
 

@@ -156,3 +156,53 @@ def test_eval_searches_as_transcribe_does(dedr_bundle, tiny_corpus, capsys):
         assert json.loads(capsys.readouterr().out)["text"] == row["hypothesis"]
     code, out = _eval(capsys, str(manifest), "--bundle", str(dedr_bundle), "--beams", "0")
     assert code == 2 and "--beams" in out.err
+
+
+def test_paired_bootstrap_tells_a_change_from_the_sets_noise():
+    import numpy as np
+
+    words = np.full(200, 5)
+    same = np.arange(200) % 3
+    c = evaluate.Comparison.paired("r.json", same, same, words)
+    assert (c.difference, c.low, c.high, c.utterances) == (0.0, 0.0, 0.0, 200)
+    better = np.maximum(same - 1, 0)  # one error fewer on two utterances in three: a real change
+    c = evaluate.Comparison.paired("r.json", better, same, words)
+    assert c.difference == pytest.approx(-100 * 133 / 1000) and c.low <= c.difference <= c.high < 0
+    mixed = same + np.isin(np.arange(200), [0, 2]) - (np.arange(200) == 1)  # +1, -1, +1 on three utterances
+    c = evaluate.Comparison.paired("r.json", mixed, same, words)
+    assert c.difference == pytest.approx(0.1) and c.low < 0 < c.high
+
+
+def test_eval_against_an_earlier_report(dedr_bundle, tiny_corpus, capsys, tmp_path):
+    manifest = str(tiny_corpus / "test" / "manifest.jsonl")
+    args = [manifest, "--bundle", str(dedr_bundle), "--task", "asr", "--snr", "clean", "5", "--noise", "white"]
+    code, out = _eval(capsys, *args, "--json")
+    assert code == 0, out.err
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(out.out)
+    report = json.loads(out.out)
+    code, out = _eval(capsys, *args, "--against", str(earlier), "--json")
+    assert code == 0, out.err
+    for cond in json.loads(out.out)["conditions"]:  # the same bundle: no difference
+        assert cond["against"] == {"against": str(earlier), "utterances": 2, "difference": 0.0, "low": 0.0,
+                                   "high": 0.0}
+    # an earlier report with one more error on the first utterance: this one is that much better
+    first = report["conditions"][0]["rows"][0]
+    first["errors"] += 1
+    earlier.write_text(json.dumps(report))
+    code, out = _eval(capsys, *args, "--against", str(earlier))
+    words = report["conditions"][0]["words"]
+    assert code == 0 and f"against {earlier}: {-100 / words:+.2f} points" in out.out
+    assert "paired bootstrap over 2 utterances" in out.out
+    first["reference"] = "not what was said"
+    earlier.write_text(json.dumps(report))
+    code, out = _eval(capsys, *args, "--against", str(earlier))
+    assert code == 2 and "another reference" in out.err
+    for bad_args, message in [(["--task", "avsr"], "report of task asr"), (["--snr", "0"], "no 0 dB condition"),
+                              (["--noise", "pink"], "report of task asr in white noise")]:
+        code, out = _eval(capsys, *args, *bad_args, "--against", str(earlier))
+        assert code == 2 and message in out.err, out.err
+    (tmp_path / "not.json").write_text("[1, 2]")
+    for path in (tmp_path / "none.json", tmp_path / "not.json"):
+        code, out = _eval(capsys, *args, "--against", str(path))
+        assert code == 2 and "--against" in out.err
