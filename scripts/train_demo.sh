@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo model's whole recipe (v2: a frozen Whisper tiny.en encoder from its registry wheel, a trained
 # lip encoder, SMoP and a small Llama), from nothing to the shipped files in models/demo/ and the README's
-# table. About 2.5 hours on a 2-core CPU; every stage caches its output and a rerun resumes where it stopped.
+# table. About 4 hours on a 2-core CPU (71 min of them training steps, most of the rest Whisper's outputs for
+# the cache); every stage caches its output and a rerun resumes where it stopped.
 #   bash scripts/train_demo.sh                                   # all stages
 #   ASR_STEPS=200 AV_STEPS=100 bash scripts/train_demo.sh        # a short smoke run of the same stages
 set -euo pipefail
@@ -20,9 +21,9 @@ $S synth --out "$W/corpus-sealed" --n 300 --seed 2 --split sealed --workers 2
 #    twice with noise, and cached beside the manifest): ASR first (the projector and the Llama learn to
 #    read Whisper), then every task from that checkpoint (the lip encoder starts from scratch)
 common=("$W/corpus/manifest.jsonl" --model demo-v2-small --dev "$W/corpus-test/manifest.jsonl" --word-bank "$W/words"
-        --audio-mode faithful --composed-pool 4000)
+        --audio-mode faithful --composed-pool 8000)
 $S train "${common[@]}" --out "$W/v2-asr" --steps "${ASR_STEPS:-6000}" --asr-first "${ASR_STEPS:-6000}"
-$S train "${common[@]}" --out "$W/v2-av" --init "$W/v2-asr/checkpoint.pth" --steps "${AV_STEPS:-3000}" \
+$S train "${common[@]}" --out "$W/v2-av" --init "$W/v2-asr/checkpoint.pth" --steps "${AV_STEPS:-6000}" \
     --asr-first 0 --lr 5e-4
 
 # 3. bundles: int8 experts in each audio mode (the shipped one is chosen on real voices), fp32 experts
