@@ -90,9 +90,9 @@ def frozen_rigs() -> dict[str, FaceRig]:
     return {key: FaceRig.from_json(fields) for key, fields in json.loads(RIGS.read_text()).items()}
 
 
-def freeze_rigs() -> dict[str, dict[str, list]]:
+def freeze_rigs() -> dict[str, FaceRig]:
     """Every split's identities' rigs as the face mesh finds them now (what `RIGS` was written from)."""
-    return {i.id: FaceRig.from_photo(identity_photo(i)).to_json() for split in SPLIT_SEEDS for i in identities(split)}
+    return {i.id: FaceRig.from_photo(identity_photo(i)) for split in SPLIT_SEEDS for i in identities(split)}
 
 
 @functools.lru_cache(maxsize=32)
@@ -172,6 +172,6 @@ def render_clip(identity: FaceIdentity, track: np.ndarray, scene: Scene,
 
 
 if __name__ == "__main__":
-    rows = [f"{json.dumps(key)}: {json.dumps(fields)}" for key, fields in freeze_rigs().items()]
+    rows = [f"{json.dumps(key)}: {json.dumps(rig.to_json())}" for key, rig in freeze_rigs().items()]
     RIGS.write_text("{\n" + ",\n".join(rows) + "\n}\n")  # a face a line
     print(f"wrote {RIGS}")

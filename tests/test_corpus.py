@@ -55,8 +55,7 @@ def test_faces_use_frozen_rigs_that_the_face_mesh_still_finds(monkeypatch):
     frozen table, which today's face mesh reproduces within a pixel or two (a larger drift says the mesh moved)."""
     from smop_edge.recipe.talking_face import FaceRig
 
-    frozen = face_scene.frozen_rigs()
-    now = {key: FaceRig.from_json(fields) for key, fields in face_scene.freeze_rigs().items()}
+    frozen, now = face_scene.frozen_rigs(), face_scene.freeze_rigs()
     assert set(now) == set(frozen) and len(frozen) == 6 * len(face_scene.PHOTOS) * len(corpus.SPLITS)
     for key, rig in now.items():
         for name, points in vars(rig).items():
